@@ -1,0 +1,78 @@
+"""Splitting documents into chunks that fit the bi-encoder's window, counted in its own tokens.
+
+semantic-text-splitter does the splitting (it prefers paragraph, then sentence, then word boundaries)
+and returns character offsets, so every chunk can be traced back to its place in the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from semantic_text_splitter import TextSplitter
+from tokenizers import Tokenizer
+
+from core.parsing import ParsedDocument, ParsedFile
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One indexed unit. ``text == section_text[start:end]`` of its document's section (page for PDFs)."""
+
+    chunk_id: str
+    source: str
+    doc_id: str
+    title: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Chunker:
+    """Splits text into chunks of at most ``max_tokens`` tokens, special tokens included."""
+
+    def __init__(self, tokenizer: Tokenizer, max_tokens: int, overlap: int):
+        if max_tokens < 8:
+            raise ValueError(f"chunk size must be at least 8 tokens, got {max_tokens}")
+        if not 0 <= overlap < max_tokens:
+            raise ValueError(f"chunk overlap must be between 0 and the chunk size ({max_tokens}), got {overlap}")
+        # A private copy with padding and truncation off: a padded or truncated count would be wrong.
+        self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.max_tokens = max_tokens
+        self.overlap = overlap
+        self._splitter = TextSplitter.from_huggingface_tokenizer(self.tokenizer, capacity=max_tokens, overlap=overlap)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text).ids)
+
+    def chunk_file(self, parsed: ParsedFile) -> list[Chunk]:
+        return [chunk for document in parsed.documents for chunk in self.chunk_document(parsed.source, document)]
+
+    def chunk_document(self, source: str, document: ParsedDocument) -> list[Chunk]:
+        chunks = []
+        for section in document.sections:
+            for start, text in self._splitter.chunk_indices(section.text):
+                chunks.append(
+                    Chunk(
+                        chunk_id=_chunk_id(source, document.doc_id, section.page, len(chunks)),
+                        source=source,
+                        doc_id=document.doc_id,
+                        title=document.title,
+                        page=section.page,
+                        start=start,
+                        end=start + len(text),
+                        text=text,
+                    )
+                )
+        return chunks
+
+
+def _chunk_id(source: str, doc_id: str, page: int | None, number: int) -> str:
+    """Readable and stable: the same file chunked the same way gets the same ids."""
+    where = source if doc_id == source else f"{source}#{doc_id}"
+    return f"{where}" + (f"@p{page}" if page is not None else "") + f":{number}"

@@ -1,0 +1,173 @@
+"""Command line on the same core as the app: index files, search, list and delete indexed files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.config import Settings
+from core.search import DEFAULT_K, DEFAULT_RERANK_DEPTH, movement_label
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workspace", help="workspace folder (default: RERANK_WORKSPACE or ./workspace)")
+    parser.add_argument("--bi-encoder", help="sentence-transformers model id or path")
+    parser.add_argument("--device", help="auto, cpu, cuda, mps")
+    parser.add_argument("--dtype", help="auto, float32, bfloat16, float16")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    index = commands.add_parser("index", help="ingest files and folders into the workspace index")
+    index.add_argument("paths", nargs="+", type=Path)
+    index.add_argument("--csv-column", help="text column of CSV files (default: text/content/body, else the first)")
+    index.add_argument("--chunk-tokens", type=int, help="chunk size in bi-encoder tokens (default 256)")
+    index.add_argument("--chunk-overlap", type=int, help="overlap between chunks in tokens (default 32)")
+    index.add_argument("--json", action="store_true", help="print one JSON object")
+    _common(index)
+
+    search = commands.add_parser("search", help="retrieve with the bi-encoder, then rerank")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=DEFAULT_K, help=f"bi-encoder candidates (default {DEFAULT_K})")
+    search.add_argument(
+        "--rerank-depth", type=int, default=DEFAULT_RERANK_DEPTH, help=f"candidates sent to the reranker (default {DEFAULT_RERANK_DEPTH})"
+    )
+    search.add_argument("--reranker", help="CrossEncoder id or path, or 'none' (default: zerank-2)")
+    search.add_argument("--json", action="store_true", help="print one JSON object")
+    _common(search)
+
+    listing = commands.add_parser("list", help="list indexed files")
+    _common(listing)
+    delete = commands.add_parser("delete", help="remove an indexed file")
+    delete.add_argument("source")
+    _common(delete)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        workspace=args.workspace,
+        bi_encoder=args.bi_encoder,
+        device=args.device,
+        dtype=args.dtype,
+        chunk_tokens=getattr(args, "chunk_tokens", None),
+        chunk_overlap=getattr(args, "chunk_overlap", None),
+        reranker=getattr(args, "reranker", None),
+    )
+
+
+def _open(settings: Settings):
+    from core.embedding import BiEncoder
+    from core.workspace import Workspace
+
+    return Workspace(settings, BiEncoder(settings.bi_encoder, settings.device, settings.dtype))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = _settings(args)
+    from core.vector_store import VectorStoreError
+
+    try:
+        workspace = _open(settings)
+    except (VectorStoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return {"index": _index, "search": _search, "list": _list, "delete": _delete}[args.command](args, workspace)
+    finally:
+        workspace.close()
+
+
+def _index(args, workspace) -> int:
+    from core.workspace import FileInput
+
+    def progress(done: int, total: int, rate: float) -> None:
+        if not args.json:
+            print(f"\rembedding {done}/{total} chunks ({rate:.0f} chunks/s)", end="", file=sys.stderr, flush=True)
+
+    paths = []
+    for path in args.paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        paths.extend(files)
+    inputs, reports_unreadable = [], []
+    for path in paths:
+        try:
+            inputs.append(FileInput(str(path), path.read_bytes(), args.csv_column))
+        except OSError as exc:
+            reports_unreadable.append({"source": str(path), "status": "error", "error": f"cannot read: {exc.strerror or exc}"})
+    summary = workspace.ingest(inputs, progress)
+    if not args.json:
+        print(file=sys.stderr)
+    failed = len(reports_unreadable) + sum(r.status == "error" for r in summary.reports)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "files": reports_unreadable + [r.__dict__ for r in summary.reports],
+                    "embedded": summary.embedded,
+                    "seconds": summary.seconds,
+                    "chunks_per_s": summary.chunks_per_second,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for report in reports_unreadable:
+            print(f"ERROR  {report['source']}: {report['error']}")
+        for report in summary.reports:
+            tag = {"indexed": "OK    ", "unchanged": "SAME  ", "error": "ERROR "}[report.status]
+            print(f"{tag} {report.message}")
+            for warning in report.warnings:
+                print(f"       warning: {warning}")
+        print(f"{len(summary.reports) - failed + len(reports_unreadable)} ok, {failed} failed; "
+              f"{summary.embedded} chunks embedded in {summary.seconds:.1f} s")
+    return 1 if failed else 0
+
+
+def _search(args, workspace) -> int:
+    from core.reranker import RerankerLoadError, load_reranker
+    from core.search import run_search
+
+    reranker, error = None, None
+    if (args.reranker or "").lower() == "none":
+        error = "reranking disabled (--reranker none)"
+    else:
+        try:
+            reranker = load_reranker(workspace.settings.reranker, workspace.settings.device, workspace.settings.dtype)
+        except RerankerLoadError as exc:
+            error = str(exc)
+    result = run_search(args.query, workspace.encoder, workspace.store, reranker, args.k, args.rerank_depth, error)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    print(f"bi-encoder top {min(10, len(result.bi_encoder))} of {len(result.bi_encoder)} (cosine):")
+    for r in result.bi_encoder[:10]:
+        print(f"  {r.rank:3d}  {r.score:.3f}  {r.chunk.chunk_id}")
+    if result.reranked:
+        print(f"reranked by {result.reranker} ({result.probability_label}):")
+        for r in result.reranked[:10]:
+            label = movement_label(r.movement, r.rank, r.bi_encoder_rank)
+            print(f"  {r.rank:3d}  p={r.probability:.3f}  logit={r.logit:+.2f}  {label:>18}  {r.chunk.chunk_id}")
+    if result.reranker_error:
+        print(f"reranker: {result.reranker_error}")
+    print("timings (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items()))
+    return 0
+
+
+def _list(args, workspace) -> int:
+    for entry in workspace.files():
+        print(f"{entry.source}\t{entry.documents} docs\t{entry.chunks} chunks\t{entry.size_bytes} bytes\t{entry.indexed_at}")
+    return 0
+
+
+def _delete(args, workspace) -> int:
+    if workspace.catalog.get(args.source) is None:
+        print(f"error: {args.source} is not indexed", file=sys.stderr)
+        return 1
+    print(f"deleted {args.source}: {workspace.delete(args.source)} chunks")
+    return 0

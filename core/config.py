@@ -1,0 +1,78 @@
+"""Settings for the explorer: model ids, device, workspace, vector store URI.
+
+Every setting has a default that works offline on a laptop and can be overridden by an environment
+variable, so the CLI, the Streamlit app and the tests share one source of configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_BI_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_RERANKER = "zeroentropy/zerank-2-reranker"
+
+# all-MiniLM-L6-v2 reads at most 256 tokens; the chunker counts [CLS]/[SEP] too, so 256 fits exactly.
+DEFAULT_CHUNK_TOKENS = 256
+DEFAULT_CHUNK_OVERLAP = 32
+DEFAULT_MAX_FILE_MB = 50.0
+
+ENV = {
+    "workspace": "RERANK_WORKSPACE",
+    "bi_encoder": "RERANK_BI_ENCODER",
+    "reranker": "RERANK_RERANKER",
+    "device": "RERANK_DEVICE",
+    "dtype": "RERANK_DTYPE",
+    "milvus_uri": "MILVUS_URI",
+    "milvus_token": "MILVUS_TOKEN",
+    "index_type": "RERANK_INDEX_TYPE",
+    "chunk_tokens": "RERANK_CHUNK_TOKENS",
+    "chunk_overlap": "RERANK_CHUNK_OVERLAP",
+    "max_file_mb": "RERANK_MAX_FILE_MB",
+}
+
+
+_FIELD_TYPES = {"workspace": Path, "chunk_tokens": int, "chunk_overlap": int, "max_file_mb": float}
+
+
+@dataclass(frozen=True)
+class Settings:
+    workspace: Path = Path("workspace")
+    bi_encoder: str = DEFAULT_BI_ENCODER
+    reranker: str = DEFAULT_RERANKER
+    device: str = "auto"
+    dtype: str = "auto"
+    milvus_uri: str = ""  # empty: an embedded Milvus Lite file inside the workspace
+    milvus_token: str = field(default="", repr=False)
+    index_type: str = ""  # empty: FLAT for Milvus Lite (exact), HNSW for a server
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
+    max_file_mb: float = DEFAULT_MAX_FILE_MB
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        values: dict = {}
+        for name, var in ENV.items():
+            raw = os.environ.get(var, "")
+            if raw:
+                values[name] = _FIELD_TYPES.get(name, str)(raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "workspace" in values:
+            values["workspace"] = Path(values["workspace"])
+        return cls(**values)
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def resolved_milvus_uri(self) -> str:
+        return self.milvus_uri or str(self.workspace / "milvus.db")
+
+    @property
+    def uses_milvus_server(self) -> bool:
+        return bool(self.milvus_uri) and not self.milvus_uri.endswith(".db")
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)

@@ -1,0 +1,43 @@
+"""Choosing the torch device and dtype a model runs on."""
+
+from __future__ import annotations
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """auto picks cuda, then Apple's mps, then cpu; anything else is passed through to torch."""
+    requested = (requested or "auto").lower()
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(requested: str, device: str) -> torch.dtype:
+    """auto: bf16 where the GPU supports it, else fp16 on a GPU, and fp32 on the CPU.
+
+    fp32 on the CPU because CPU bf16 matmuls are slower than fp32 on most laptops and lose precision.
+    """
+    requested = (requested or "auto").lower()
+    requested = DTYPE_ALIASES.get(requested, requested)
+    if requested != "auto":
+        if requested not in DTYPES:
+            raise ValueError(f"unknown dtype {requested!r}; use one of auto, {', '.join(DTYPES)}")
+        return DTYPES[requested]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.startswith("mps"):
+        return torch.float16
+    return torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")

