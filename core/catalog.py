@@ -48,8 +48,12 @@ class Catalog:
     def record(self, entry: IndexedFile, chunk_ids: list[str]) -> None:
         with self._db:
             self._db.execute("DELETE FROM chunks WHERE source = ?", (entry.source,))
-            self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", tuple(entry.__dict__.values()))
-            self._db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?)", [(entry.source, cid) for cid in chunk_ids])
+            self._db.execute(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", tuple(entry.__dict__.values())
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?)", [(entry.source, cid) for cid in chunk_ids]
+            )
 
     def forget(self, source: str) -> None:
         with self._db:

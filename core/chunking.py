@@ -45,7 +45,12 @@ class Chunker:
         self.tokenizer.no_truncation()
         self.max_tokens = max_tokens
         self.overlap = overlap
-        self._splitter = TextSplitter.from_huggingface_tokenizer(self.tokenizer, capacity=max_tokens, overlap=overlap)
+        # The splitter sizes chunks without the special tokens ([CLS]/[SEP]) the model adds to every input,
+        # so it gets a capacity that leaves room for them; otherwise a full chunk is max_tokens + 2 tokens.
+        capacity = max_tokens - len(self.tokenizer.encode("").ids)
+        self._splitter = TextSplitter.from_huggingface_tokenizer(
+            self.tokenizer, capacity=capacity, overlap=min(overlap, capacity - 1)
+        )
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text).ids)

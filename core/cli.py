@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("-k", type=int, default=DEFAULT_K, help=f"bi-encoder candidates (default {DEFAULT_K})")
     search.add_argument(
-        "--rerank-depth", type=int, default=DEFAULT_RERANK_DEPTH, help=f"candidates sent to the reranker (default {DEFAULT_RERANK_DEPTH})"
+        "--rerank-depth",
+        type=int,
+        default=DEFAULT_RERANK_DEPTH,
+        help=f"candidates sent to the reranker (default {DEFAULT_RERANK_DEPTH})",
     )
     search.add_argument("--reranker", help="CrossEncoder id or path, or 'none' (default: zerank-2)")
     search.add_argument("--json", action="store_true", help="print one JSON object")
@@ -54,8 +57,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         bi_encoder=args.bi_encoder,
         device=args.device,
         dtype=args.dtype,
-        chunk_tokens=getattr(args, "chunk_tokens", None),
-        chunk_overlap=getattr(args, "chunk_overlap", None),
         reranker=getattr(args, "reranker", None),
     )
 
@@ -84,31 +85,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _index(args, workspace) -> int:
-    from core.workspace import FileInput
-
     def progress(done: int, total: int, rate: float) -> None:
         if not args.json:
             print(f"\rembedding {done}/{total} chunks ({rate:.0f} chunks/s)", end="", file=sys.stderr, flush=True)
 
-    paths = []
-    for path in args.paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        paths.extend(files)
-    inputs, reports_unreadable = [], []
-    for path in paths:
-        try:
-            inputs.append(FileInput(str(path), path.read_bytes(), args.csv_column))
-        except OSError as exc:
-            reports_unreadable.append({"source": str(path), "status": "error", "error": f"cannot read: {exc.strerror or exc}"})
-    summary = workspace.ingest(inputs, progress)
+    summary = workspace.ingest_paths(
+        args.paths,
+        progress,
+        csv_text_column=args.csv_column,
+        chunk_tokens=args.chunk_tokens,
+        chunk_overlap=args.chunk_overlap,
+    )
     if not args.json:
         print(file=sys.stderr)
-    failed = len(reports_unreadable) + sum(r.status == "error" for r in summary.reports)
+    failed = sum(r.status == "error" for r in summary.reports)
     if args.json:
         print(
             json.dumps(
                 {
-                    "files": reports_unreadable + [r.__dict__ for r in summary.reports],
+                    "files": [r.__dict__ for r in summary.reports],
                     "embedded": summary.embedded,
                     "seconds": summary.seconds,
                     "chunks_per_s": summary.chunks_per_second,
@@ -117,15 +112,15 @@ def _index(args, workspace) -> int:
             )
         )
     else:
-        for report in reports_unreadable:
-            print(f"ERROR  {report['source']}: {report['error']}")
         for report in summary.reports:
             tag = {"indexed": "OK    ", "unchanged": "SAME  ", "error": "ERROR "}[report.status]
             print(f"{tag} {report.message}")
             for warning in report.warnings:
                 print(f"       warning: {warning}")
-        print(f"{len(summary.reports) - failed + len(reports_unreadable)} ok, {failed} failed; "
-              f"{summary.embedded} chunks embedded in {summary.seconds:.1f} s")
+        print(
+            f"{len(summary.reports) - failed} ok, {failed} failed; "
+            f"{summary.embedded} chunks embedded in {summary.seconds:.1f} s"
+        )
     return 1 if failed else 0
 
 
@@ -161,7 +156,9 @@ def _search(args, workspace) -> int:
 
 def _list(args, workspace) -> int:
     for entry in workspace.files():
-        print(f"{entry.source}\t{entry.documents} docs\t{entry.chunks} chunks\t{entry.size_bytes} bytes\t{entry.indexed_at}")
+        print(
+            f"{entry.source}\t{entry.documents} docs\t{entry.chunks} chunks\t{entry.size_bytes} bytes\t{entry.indexed_at}"
+        )
     return 0
 
 

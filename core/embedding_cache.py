@@ -31,12 +31,17 @@ class EmbeddingCache:
         for start in range(0, len(keys), 500):  # SQLite limits bound parameters per statement
             batch = keys[start : start + 500]
             marks = ",".join("?" * len(batch))
-            for key, _dim, blob in self._db.execute(f"SELECT key, dim, vector FROM embeddings WHERE key IN ({marks})", batch):
+            for key, _dim, blob in self._db.execute(
+                f"SELECT key, dim, vector FROM embeddings WHERE key IN ({marks})", batch
+            ):
                 found[key] = np.frombuffer(blob, dtype=np.float32)
         return found
 
     def put_many(self, keys: list[str], vectors: np.ndarray) -> None:
-        rows = [(key, int(vector.shape[0]), np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in zip(keys, vectors)]
+        rows = [
+            (key, int(vector.shape[0]), np.asarray(vector, dtype=np.float32).tobytes())
+            for key, vector in zip(keys, vectors)
+        ]
         self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
         self._db.commit()
 

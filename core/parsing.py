@@ -63,10 +63,13 @@ def parse_file(
     """Parse one file. ``source`` is the name shown to the user and the key of the file in the index."""
     suffix = PurePath(source).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise IngestError(source, f"unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+        raise IngestError(
+            source, f"unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
+        )
     if max_bytes is not None and len(data) > max_bytes:
         raise IngestError(
-            source, f"file is {len(data) / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit (RERANK_MAX_FILE_MB)"
+            source,
+            f"file is {len(data) / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit (RERANK_MAX_FILE_MB)",
         )
     if not data.strip():
         raise IngestError(source, "file is empty")

@@ -157,10 +157,14 @@ def _explain(model_id: str, exc: Exception, is_local: bool, device: str) -> Rera
     lowered = text.lower()
     if "out of memory" in lowered or "cannot allocate" in lowered:
         return RerankerLoadError(
-            model_id, f"out of memory on {device}", "Use a GPU with more free memory, dtype bfloat16, or a smaller reranker"
+            model_id,
+            f"out of memory on {device}",
+            "Use a GPU with more free memory, dtype bfloat16, or a smaller reranker",
         )
     if "repositorynotfound" in lowered or "404" in lowered or "is not a valid model identifier" in lowered:
-        return RerankerLoadError(model_id, "no such model on the Hugging Face hub", "Check the model id or give a local path")
+        return RerankerLoadError(
+            model_id, "no such model on the Hugging Face hub", "Check the model id or give a local path"
+        )
     if not is_local and isinstance(exc, OSError):
         return RerankerLoadError(
             model_id,
@@ -212,7 +216,9 @@ def _license(model_id: str, local: Path) -> str | None:
     return known.license if known else None
 
 
-def estimate_seconds(n_pairs: int, tokens_per_pair: float, params: float, pairs_per_second: float | None = None) -> float:
+def estimate_seconds(
+    n_pairs: int, tokens_per_pair: float, params: float, pairs_per_second: float | None = None
+) -> float:
     """Rough time to score ``n_pairs``: measured throughput if we have it, else a FLOP count.
 
     A forward pass costs about 2 x params FLOPs per token; the machine's FLOP rate is measured once

@@ -85,7 +85,9 @@ class SearchResult:
         }
 
 
-def retrieve(query: str, encoder: BiEncoder, store: VectorStore, k: int = DEFAULT_K) -> tuple[list[RetrievedChunk], dict]:
+def retrieve(
+    query: str, encoder: BiEncoder, store: VectorStore, k: int = DEFAULT_K
+) -> tuple[list[RetrievedChunk], dict]:
     started = time.perf_counter()
     vector = encoder.encode_query(query)
     embedded = time.perf_counter()
@@ -95,7 +97,9 @@ def retrieve(query: str, encoder: BiEncoder, store: VectorStore, k: int = DEFAUL
     return results, {"embed_query": (embedded - started) * 1000, "search": (searched - embedded) * 1000}
 
 
-def rerank(query: str, candidates: list[RetrievedChunk], reranker: Reranker, batch_size: int = 8) -> list[RerankedChunk]:
+def rerank(
+    query: str, candidates: list[RetrievedChunk], reranker: Reranker, batch_size: int = 8
+) -> list[RerankedChunk]:
     """Score each candidate's exact chunk text against the query and sort by score.
 
     Ties in score keep the bi-encoder's order (Python's sort is stable), so a tie never reorders.
@@ -115,6 +119,41 @@ def rerank(query: str, candidates: list[RetrievedChunk], reranker: Reranker, bat
     ]
 
 
+def first_stage(
+    query: str, encoder: BiEncoder, store: VectorStore, k: int = DEFAULT_K, rerank_depth: int = DEFAULT_RERANK_DEPTH
+) -> SearchResult:
+    """The bi-encoder's ranking alone; ``add_reranking`` or ``skip_reranking`` completes the result."""
+    started = time.perf_counter()
+    candidates, timings = retrieve(query, encoder, store, k)
+    timings["rerank"] = 0.0
+    timings["total"] = (time.perf_counter() - started) * 1000
+    return SearchResult(query, k, rerank_depth, candidates, timings_ms=timings)
+
+
+def add_reranking(result: SearchResult, reranker: Reranker) -> SearchResult:
+    """Rerank the first ``rerank_depth`` candidates in place; a failure keeps the first stage's results."""
+    depth = max(0, min(result.rerank_depth, len(result.bi_encoder)))
+    result.reranker = reranker.model_id
+    result.probability_label = reranker.probability_label
+    result.reranker_error = None
+    started = time.perf_counter()
+    try:
+        result.reranked = rerank(result.query, result.bi_encoder[:depth], reranker)
+    except Exception as exc:  # e.g. out of memory on a long batch
+        result.reranked = []
+        result.reranker_error = f"reranking with {reranker.model_id} failed: {type(exc).__name__}: {exc}"
+    elapsed = (time.perf_counter() - started) * 1000
+    result.timings_ms["total"] += elapsed - result.timings_ms.get("rerank", 0.0)
+    result.timings_ms["rerank"] = elapsed
+    return result
+
+
+def skip_reranking(result: SearchResult, why: str) -> SearchResult:
+    result.reranked = []
+    result.reranker_error = why
+    return result
+
+
 def run_search(
     query: str,
     encoder: BiEncoder,
@@ -124,25 +163,11 @@ def run_search(
     rerank_depth: int = DEFAULT_RERANK_DEPTH,
     reranker_error: str | None = None,
 ) -> SearchResult:
-    """``reranker`` None means no second stage; ``reranker_error`` then says why (shown to the user)."""
-    started = time.perf_counter()
-    candidates, timings = retrieve(query, encoder, store, k)
-    depth = max(0, min(rerank_depth, len(candidates)))
-    result = SearchResult(query, k, rerank_depth, candidates, timings_ms=timings)
+    """Both stages; with ``reranker`` None, ``reranker_error`` says why there is no second stage."""
+    result = first_stage(query, encoder, store, k, rerank_depth)
     if reranker is None:
-        result.reranker_error = reranker_error or "no reranker selected"
-    else:
-        result.reranker = reranker.model_id
-        result.probability_label = reranker.probability_label
-        rerank_started = time.perf_counter()
-        try:
-            result.reranked = rerank(query, candidates[:depth], reranker)
-        except Exception as exc:  # e.g. out of memory on a long batch: keep the first stage's results
-            result.reranker_error = f"reranking failed: {type(exc).__name__}: {exc}"
-        timings["rerank"] = (time.perf_counter() - rerank_started) * 1000
-    timings.setdefault("rerank", 0.0)
-    timings["total"] = (time.perf_counter() - started) * 1000
-    return result
+        return skip_reranking(result, reranker_error or "no reranker selected")
+    return add_reranking(result, reranker)
 
 
 def movement_label(movement: int, rank: int, bi_encoder_rank: int, top: int = 10) -> str:

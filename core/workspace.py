@@ -93,37 +93,60 @@ class Workspace:
         else:
             self.catalog.set_meta("bi_encoder", self.encoder.model_id)
 
-    @property
-    def chunking_key(self) -> str:
-        return f"{self.encoder.model_id}|{self.chunker.max_tokens}|{self.chunker.overlap}"
+    def chunker_for(self, chunk_tokens: int | None = None, chunk_overlap: int | None = None) -> Chunker:
+        tokens = chunk_tokens or self.chunker.max_tokens
+        overlap = self.chunker.overlap if chunk_overlap is None else chunk_overlap
+        if (tokens, overlap) == (self.chunker.max_tokens, self.chunker.overlap):
+            return self.chunker
+        return Chunker(self.encoder.tokenizer, tokens, overlap)
+
+    def _chunking_key(self, chunker: Chunker) -> str:
+        return f"{self.encoder.model_id}|{chunker.max_tokens}|{chunker.overlap}"
 
     def files(self) -> list[IndexedFile]:
         return self.catalog.files()
 
-    def ingest_paths(self, paths: list[Path], progress: Progress | None = None) -> IngestSummary:
-        """Ingest files and folders (recursively) from disk; a path's name in the index is as given."""
+    def ingest_paths(self, paths: list[Path], progress: Progress | None = None, **options) -> IngestSummary:
+        """Ingest files and folders from disk.
+
+        A file is named by its file name and a file inside a folder by its path relative to that
+        folder, as an upload of the same file would be; so `data/demo` yields `finance/bonds.md`.
+        """
         inputs, unreadable = [], []
-        for path in paths:
-            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-            for file in files:
+        for path in map(Path, paths):
+            named = (
+                [(p, p.relative_to(path).as_posix()) for p in sorted(path.rglob("*")) if p.is_file()]
+                if path.is_dir()
+                else [(path, path.name)]
+            )
+            for file, name in named:
                 try:
-                    inputs.append(FileInput(str(file), file.read_bytes()))
+                    inputs.append(FileInput(name, file.read_bytes(), options.get("csv_text_column")))
                 except OSError as exc:
-                    unreadable.append(FileReport(str(file), "error", error=f"cannot read: {exc.strerror or exc}"))
-        summary = self.ingest(inputs, progress)
+                    unreadable.append(FileReport(name, "error", error=f"cannot read: {exc.strerror or exc}"))
+        summary = self.ingest(
+            inputs, progress, chunk_tokens=options.get("chunk_tokens"), chunk_overlap=options.get("chunk_overlap")
+        )
         summary.reports = unreadable + summary.reports
         return summary
 
-    def ingest(self, inputs: list[FileInput], progress: Progress | None = None) -> IngestSummary:
+    def ingest(
+        self,
+        inputs: list[FileInput],
+        progress: Progress | None = None,
+        chunk_tokens: int | None = None,
+        chunk_overlap: int | None = None,
+    ) -> IngestSummary:
+        """Index ``inputs``; chunk size and overlap default to the workspace settings."""
         started = time.perf_counter()
+        chunker = self.chunker_for(chunk_tokens, chunk_overlap)
+        chunking = self._chunking_key(chunker)
         reports: list[FileReport] = []
         pending: list[tuple[FileReport, list[Chunk], str, int]] = []
         for item in inputs:
             report = FileReport(item.name, "indexed")
             reports.append(report)
-            content_hash = hashlib.sha256(
-                item.data + f"\x00{self.chunking_key}\x00{item.csv_text_column}".encode()
-            ).hexdigest()
+            content_hash = hashlib.sha256(item.data + f"\x00{chunking}\x00{item.csv_text_column}".encode()).hexdigest()
             previous = self.catalog.get(item.name)
             if previous and previous.content_hash == content_hash:
                 report.status, report.documents, report.chunks = "unchanged", previous.documents, previous.chunks
@@ -132,7 +155,7 @@ class Workspace:
                 parsed = parse_file(
                     item.name, item.data, max_bytes=self.settings.max_file_bytes, csv_text_column=item.csv_text_column
                 )
-                chunks = self.chunker.chunk_file(parsed)
+                chunks = chunker.chunk_file(parsed)
             except IngestError as exc:
                 report.status, report.error = "error", exc.cause
                 continue
@@ -151,12 +174,17 @@ class Workspace:
             report.embedded = int(fresh[offset : offset + len(chunks)].sum())
             offset += len(chunks)
             try:
-                self._replace(report, chunks, file_vectors, content_hash, size)
+                self._replace(report, chunks, file_vectors, content_hash, size, chunking)
             except Exception as exc:
-                report.status, report.error = "error", f"could not be written to the index ({type(exc).__name__}: {exc})"
+                report.status, report.error = (
+                    "error",
+                    f"could not be written to the index ({type(exc).__name__}: {exc})",
+                )
         return IngestSummary(reports, time.perf_counter() - started, int(fresh.sum()))
 
-    def _replace(self, report: FileReport, chunks: list[Chunk], vectors: np.ndarray, content_hash: str, size: int) -> None:
+    def _replace(
+        self, report: FileReport, chunks: list[Chunk], vectors: np.ndarray, content_hash: str, size: int, chunking: str
+    ) -> None:
         # Upsert first, then drop chunk ids the new version no longer has: the file is never half-missing.
         old_ids = set(self.catalog.chunk_ids(report.source))
         self.store.upsert(chunks, vectors)
@@ -170,7 +198,7 @@ class Workspace:
             documents=report.documents,
             chunks=len(chunks),
             indexed_at=utc_now(),
-            chunking=self.chunking_key,
+            chunking=chunking,
         )
         self.catalog.record(entry, [c.chunk_id for c in chunks])
 

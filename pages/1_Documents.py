@@ -1,0 +1,105 @@
+"""Documents: upload and index files, see what is indexed, delete a file."""
+
+import pandas as pd
+import streamlit as st
+
+from core.config import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS
+from core.demo import DEMO_CORPUS
+from core.parsing import SUPPORTED_SUFFIXES, IngestError, csv_columns
+from core.workspace import FileInput
+from ui import resources
+from ui.ingest import progress_callback, show_summary
+from ui.sidebar import settings_sidebar
+
+st.set_page_config(page_title="Documents · Retrieve & rerank explorer", page_icon="📄", layout="wide")
+settings = settings_sidebar()
+workspace = resources.workspace(settings)
+encoder = workspace.encoder
+
+st.title("Documents")
+
+with st.expander("Chunking", expanded=False):
+    window = encoder.max_seq_length
+    size = st.slider(
+        "Chunk size (bi-encoder tokens, [CLS]/[SEP] included)",
+        32,
+        1024,
+        min(settings.chunk_tokens, 1024),
+        step=16,
+        help=f"{encoder.model_id} reads at most {window} tokens; the default {DEFAULT_CHUNK_TOKENS} fits that window.",
+    )
+    overlap = st.slider("Overlap (tokens)", 0, min(256, size - 1), min(DEFAULT_CHUNK_OVERLAP, size - 1), step=8)
+    if size > window:
+        st.warning(
+            f"Chunks of up to {size} tokens are longer than the {window}-token window of {encoder.model_id}: "
+            f"the bi-encoder will embed only the first {window} tokens of each chunk (the reranker still sees all of it)."
+        )
+
+uploads = st.file_uploader(
+    "Upload files",
+    type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES],
+    accept_multiple_files=True,
+    help="PDF (text per page), Word .docx, HTML (visible text), Markdown, plain text, CSV (pick the text column), "
+    "JSON/JSONL (BEIR rows with _id, title, text)",
+)
+
+csv_choice: dict[str, str | None] = {}
+for upload in uploads or []:
+    if upload.name.lower().endswith(".csv"):
+        try:
+            columns = csv_columns(upload.name, upload.getvalue())
+        except IngestError as exc:
+            st.error(str(exc))
+            continue
+        guess = next((c for c in columns if c.strip().lower() in ("text", "content", "body")), columns[0])
+        csv_choice[upload.name] = st.selectbox(f"Text column of {upload.name}", columns, index=columns.index(guess))
+
+col_index, col_demo = st.columns([1, 1])
+index_clicked = col_index.button(f"Index {len(uploads or [])} file(s)", type="primary", disabled=not uploads)
+demo_clicked = col_demo.button("Load the demo corpus", help=f"Index data/demo ({DEMO_CORPUS})")
+
+if index_clicked or demo_clicked:
+    bar = st.progress(0.0, text="Reading and chunking…")
+    progress = progress_callback(bar)
+    options = {"chunk_tokens": size, "chunk_overlap": overlap}
+    if index_clicked:
+        inputs = [FileInput(u.name, u.getvalue(), csv_choice.get(u.name)) for u in uploads]
+        summary = workspace.ingest(inputs, progress, **options)
+    else:
+        summary = workspace.ingest_paths([DEMO_CORPUS], progress, **options)
+    bar.empty()
+    st.session_state["last_ingest"] = summary
+
+if "last_ingest" in st.session_state:
+    with st.container(border=True):
+        show_summary(st.session_state["last_ingest"])
+
+st.subheader("Indexed files")
+files = workspace.files()
+if not files:
+    st.info("Nothing indexed yet: upload files above or load the demo corpus.")
+else:
+    table = pd.DataFrame(
+        [
+            {
+                "file": f.source,
+                "documents": f.documents,
+                "chunks": f.chunks,
+                "size (KiB)": round(f.size_bytes / 1024, 1),
+                "indexed (UTC)": f.indexed_at.replace("T", " ").removesuffix("+00:00"),
+            }
+            for f in files
+        ]
+    )
+    st.dataframe(table, hide_index=True)
+    st.caption(f"{len(files)} files · {sum(f.chunks for f in files)} chunks in `{workspace.store.uri}`")
+    doomed = st.selectbox(
+        "Delete a file from the index", [f.source for f in files], index=None, placeholder="Choose a file"
+    )
+    if st.button("Delete", disabled=doomed is None):
+        removed = workspace.delete(doomed)
+        st.session_state.pop("last_ingest", None)
+        st.session_state["deleted"] = f"Deleted {doomed} ({removed} chunks)."
+        st.rerun()
+if "deleted" in st.session_state:
+    st.success(st.session_state.pop("deleted"))

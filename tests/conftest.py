@@ -1,0 +1,42 @@
+"""Shared fixtures: the real bi-encoder (shipped by a PyPI package) and a tiny zerank-architecture reranker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach the network: the hub client must fail fast instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    from core.embedding import BiEncoder
+
+    return BiEncoder()
+
+
+@pytest.fixture(scope="session")
+def tiny_zerank_path(tmp_path_factory) -> Path:
+    from tests.tiny_zerank import build_tiny_zerank
+
+    return build_tiny_zerank(tmp_path_factory.mktemp("tiny-zerank") / "model")
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from core.config import Settings
+
+    return Settings(workspace=tmp_path / "workspace")
+
+
+@pytest.fixture
+def workspace(settings, encoder):
+    from core.workspace import Workspace
+
+    ws = Workspace(settings, encoder)
+    yield ws
+    ws.close()

@@ -1,0 +1,40 @@
+"""Running an ingest with a progress bar and showing each file's outcome."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.workspace import FileReport, IngestSummary
+
+
+def progress_callback(bar):
+    def update(done: int, total: int, rate: float) -> None:
+        fraction = done / total if total else 1.0
+        speed = f" · {rate:.0f} chunks/s" if rate else ""
+        bar.progress(min(fraction, 1.0), text=f"Embedding {done}/{total} chunks{speed}")
+
+    return update
+
+
+def show_summary(summary: IngestSummary) -> None:
+    indexed = sum(r.status == "indexed" for r in summary.reports)
+    unchanged = sum(r.status == "unchanged" for r in summary.reports)
+    failed = sum(r.status == "error" for r in summary.reports)
+    st.write(
+        f"**{indexed} indexed, {unchanged} unchanged, {failed} failed** · {summary.embedded} chunks embedded "
+        f"in {summary.seconds:.1f} s" + (f" ({summary.chunks_per_second:.0f} chunks/s)" if indexed else "")
+    )
+    for report in summary.reports:
+        show_report(report)
+
+
+def show_report(report: FileReport) -> None:
+    if report.status == "error":
+        st.error(f"**{report.source}** was not indexed: {report.error}", icon="⚠️")
+    elif report.status == "unchanged":
+        st.info(f"**{report.source}** is unchanged since it was indexed: nothing embedded.", icon="♻️")
+    else:
+        st.success(report.message, icon="✅")
+    if report.warnings:
+        with st.expander(f"{report.source}: {len(report.warnings)} warning(s)"):
+            st.write("\n".join(f"- {w}" for w in report.warnings[:200]))

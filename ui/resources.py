@@ -1,0 +1,56 @@
+"""Models and the workspace, loaded once per process (``st.cache_resource``) and shared by all pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.config import Settings
+from core.embedding import BiEncoder
+from core.reranker import Reranker, RerankerLoadError, load_reranker
+from core.workspace import Workspace
+
+
+@st.cache_resource(show_spinner="Loading the bi-encoder…")
+def bi_encoder(model_id: str, device: str, dtype: str) -> BiEncoder:
+    return BiEncoder(model_id, device, dtype)
+
+
+@st.cache_resource(show_spinner="Opening the index…")
+def _workspace(folder: str, milvus_uri: str, index_type: str, model_id: str, device: str, dtype: str) -> Workspace:
+    settings = Settings.from_env(workspace=Path(folder), milvus_uri=milvus_uri, index_type=index_type)
+    return Workspace(
+        settings.with_(bi_encoder=model_id, device=device, dtype=dtype), bi_encoder(model_id, device, dtype)
+    )
+
+
+def workspace(settings: Settings) -> Workspace:
+    # One Workspace per index: Milvus Lite allows a single client per file, so chunking options are
+    # per-ingest arguments rather than part of this cache key.
+    return _workspace(
+        str(settings.workspace.resolve()),
+        settings.milvus_uri,
+        settings.index_type,
+        settings.bi_encoder,
+        settings.device,
+        settings.dtype,
+    )
+
+
+@st.cache_resource(show_spinner="Loading the reranker (a 4B model takes a while)…")
+def _reranker(model_id: str, device: str, dtype: str) -> tuple[Reranker | None, RerankerLoadError | None]:
+    # The failure is cached too, so every rerun doesn't retry a load that can't succeed; the search
+    # page offers a retry button that clears this cache.
+    try:
+        return load_reranker(model_id, device, dtype), None
+    except RerankerLoadError as exc:
+        return None, exc
+
+
+def reranker(settings: Settings) -> tuple[Reranker | None, RerankerLoadError | None]:
+    return _reranker(settings.reranker, settings.device, settings.dtype)
+
+
+def forget_reranker_failure() -> None:
+    _reranker.clear()

@@ -1,0 +1,60 @@
+"""The two result columns of the search page."""
+
+from __future__ import annotations
+
+import html
+
+import streamlit as st
+
+from core.chunking import Chunk
+from core.highlight import mark, snippet
+from core.search import SearchResult, movement_label
+
+
+def _where(chunk: Chunk) -> str:
+    where = html.escape(chunk.source)
+    if chunk.doc_id != chunk.source:
+        where += f" › {html.escape(chunk.doc_id)}"
+    if chunk.page is not None:
+        where += f" · page {chunk.page}"
+    return where + f" · chars {chunk.start}–{chunk.end}"
+
+
+def _row(header: str, chunk: Chunk, query: str) -> None:
+    with st.container(border=True):
+        st.markdown(header, unsafe_allow_html=True)
+        st.markdown(f"<small>{_where(chunk)}</small>", unsafe_allow_html=True)
+        st.markdown(snippet(chunk.text, query), unsafe_allow_html=True)
+        with st.expander("Full chunk"):
+            st.markdown(mark(chunk.text, query).replace("\n", "<br>"), unsafe_allow_html=True)
+
+
+def bi_encoder_column(result: SearchResult, show: int) -> None:
+    st.subheader("Bi-encoder")
+    st.caption(f"Top {len(result.bi_encoder)} by cosine similarity of the query and chunk embeddings.")
+    if not result.bi_encoder:
+        st.info("No results: the index is empty. Load documents on the Documents page.")
+    for item in result.bi_encoder[:show]:
+        _row(f"**#{item.rank}** · cosine **{item.score:.3f}**", item.chunk, result.query)
+
+
+def reranked_column(result: SearchResult, show: int, reranker_name: str) -> None:
+    st.subheader(f"Reranked by {reranker_name.split('/')[-1]}")
+    if result.reranker_error:
+        st.warning(result.reranker_error, icon="⚠️")
+        return
+    if not result.reranked:
+        st.info("Not reranked yet.")
+        return
+    st.caption(
+        f"Top {len(result.reranked)} bi-encoder candidates rescored by {result.reranker}. "
+        f"**P(relevant) = {result.probability_label}**; the raw logit is the model's score before calibration."
+    )
+    for item in result.reranked[:show]:
+        move = movement_label(item.movement, item.rank, item.bi_encoder_rank)
+        colour = "green" if item.movement > 0 else "red" if item.movement < 0 else "gray"
+        header = (
+            f"**#{item.rank}** :{colour}[{move}] · P(relevant) **{item.probability:.3f}** · "
+            f"logit {item.logit:+.2f} · was #{item.bi_encoder_rank}"
+        )
+        _row(header, item.chunk, result.query)
