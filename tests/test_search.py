@@ -1,0 +1,104 @@
+"""The search pipeline and its CLI: both stages, the JSON contract, and the reranker-missing path."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.demo import DEMO_CORPUS
+from core.reranker import load_reranker
+from core.search import movement_label, run_search
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_movement_labels():
+    assert movement_label(3, 2, 5) == "↑3"
+    assert movement_label(-5, 8, 3) == "↓5"
+    assert movement_label(0, 4, 4) == "="
+    assert movement_label(30, 2, 32) == "new in top 10 (↑30)"
+
+
+def test_two_stages_on_demo_corpus(workspace, tiny_zerank_path):
+    workspace.ingest_paths([DEMO_CORPUS])
+    reranker = load_reranker(str(tiny_zerank_path), device="cpu")
+    result = run_search("When does an IPO lock-up period end?", workspace.encoder, workspace.store, reranker, k=30, rerank_depth=12)
+    assert len(result.bi_encoder) == 30
+    assert result.bi_encoder[0].chunk.source == "finance/ipo-lock-up-period.md"
+    scores = [r.score for r in result.bi_encoder]
+    assert scores == sorted(scores, reverse=True)
+    assert len(result.reranked) == 12
+    assert {r.chunk.chunk_id for r in result.reranked} == {r.chunk.chunk_id for r in result.bi_encoder[:12]}
+    assert set(result.timings_ms) >= {"embed_query", "search", "rerank", "total"}
+    assert result.timings_ms["total"] >= result.timings_ms["rerank"] > 0
+    assert result.pairs_per_second > 0
+
+
+def _cli(*args: str, workspace: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RERANK_WORKSPACE": str(workspace)}
+    return subprocess.run(
+        [sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_workspace(tmp_path_factory) -> Path:
+    workspace = tmp_path_factory.mktemp("cli") / "ws"
+    done = _cli("index", str(DEMO_CORPUS), workspace=workspace)
+    assert done.returncode == 0, done.stderr
+    assert "36 ok, 0 failed" in done.stdout
+    return workspace
+
+
+def test_cli_search_json_contract(cli_workspace, tiny_zerank_path):
+    done = _cli(
+        "search", "How is interest compounded?", "-k", "20", "--rerank-depth", "8",
+        "--reranker", str(tiny_zerank_path), "--json", workspace=cli_workspace,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["query"] == "How is interest compounded?" and out["reranker_error"] is None
+    assert [r["rank"] for r in out["bi_encoder"]] == list(range(1, 21))
+    assert {"chunk_id", "source", "text", "score"} <= set(out["bi_encoder"][0])
+    assert len(out["reranked"]) == 8
+    first = {r["chunk_id"]: r for r in out["bi_encoder"]}
+    for row in out["reranked"]:
+        assert {"rank", "chunk_id", "source", "text", "bi_encoder_rank", "logit", "probability"} <= set(row)
+        assert row["text"] == first[row["chunk_id"]]["text"]
+        assert first[row["chunk_id"]]["rank"] == row["bi_encoder_rank"] <= 8
+        assert row["probability"] == pytest.approx(1 / (1 + math.exp(-row["logit"] / 5)))
+    logits = [r["logit"] for r in out["reranked"]]
+    assert logits == sorted(logits, reverse=True)
+    assert set(out["timings_ms"]) >= {"embed_query", "search", "rerank", "total"}
+
+    # "text" is exactly what was scored: an independent score of it against the query matches the logit.
+    reranker = load_reranker(str(tiny_zerank_path), device="cpu")
+    top = out["reranked"][0]
+    assert reranker.score(out["query"], [top["text"]])[0] == pytest.approx(top["logit"], abs=1e-4)
+
+
+def test_cli_without_reranker(cli_workspace):
+    none = json.loads(_cli("search", "force majeure", "--reranker", "none", "--json", workspace=cli_workspace).stdout)
+    assert none["bi_encoder"] and none["reranked"] == [] and "none" in none["reranker_error"]
+
+    missing = _cli("search", "force majeure", "--reranker", "zeroentropy/zerank-2-reranker", "--json", workspace=cli_workspace)
+    assert missing.returncode == 0
+    out = json.loads(missing.stdout)
+    assert out["bi_encoder"] and out["reranked"] == []
+    assert "zeroentropy/zerank-2-reranker" in out["reranker_error"] and "cache" in out["reranker_error"]
+
+
+def test_cli_index_reports_bad_files(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ok.txt").write_text("A readable note about SQL indexes.")
+    (tmp_path / "in" / "bad.pdf").write_bytes(b"definitely not a pdf")
+    done = _cli("index", str(tmp_path / "in"), workspace=tmp_path / "ws")
+    assert done.returncode == 1
+    assert "OK     ok.txt" in done.stdout
+    assert "ERROR  bad.pdf" in done.stdout and "PDF" in done.stdout
