@@ -1,46 +1,16 @@
-"""Home page: what the explorer is, the state of the index, and the demo corpus in one click."""
+"""Entry point: `streamlit run app.py`. Renders the settings sidebar once and routes to the pages."""
 
 import streamlit as st
 
-from core.demo import DEMO_CORPUS, suggested_queries
-from ui import resources
-from ui.ingest import progress_callback, show_summary
 from ui.sidebar import settings_sidebar
 
 st.set_page_config(page_title="Retrieve & rerank explorer", page_icon="🔎", layout="wide")
-settings = settings_sidebar()
-
-st.title("Retrieve & rerank explorer")
-st.write(
-    "Upload documents, search them, and compare side by side what a bi-encoder retrieves with what the "
-    "**zerank-2** cross-encoder makes of those candidates: probabilities, rank movement and latency."
+pages = st.navigation(
+    [
+        st.Page("views/home.py", title="Home", icon="🏠", default=True),
+        st.Page("views/documents.py", title="Documents", icon="📄"),
+        st.Page("views/search.py", title="Search", icon="🔎"),
+    ]
 )
-
-workspace = resources.workspace(settings)
-
-st.subheader("Try it")
-if st.button(
-    "Load the demo corpus",
-    type="primary",
-    help=f"Index the {sum(1 for _ in DEMO_CORPUS.rglob('*.md'))} documents in data/demo",
-):
-    bar = st.progress(0.0, text="Reading files…")
-    st.session_state["demo_summary"] = workspace.ingest_paths([DEMO_CORPUS], progress_callback(bar))
-    bar.empty()
-if "demo_summary" in st.session_state:
-    show_summary(st.session_state["demo_summary"])
-
-files = workspace.files()
-left, right = st.columns(2)
-left.metric("Indexed files", len(files))
-right.metric("Chunks", sum(f.chunks for f in files))
-
-st.page_link("pages/1_Documents.py", label="Upload your own documents", icon="📄")
-st.page_link("pages/2_Search.py", label="Search", icon="🔎")
-queries = suggested_queries()
-if queries:
-    st.write("Suggested queries for the demo corpus:")
-    for item in queries:
-        st.page_link(
-            "pages/2_Search.py", label=f"{item['query']} ({item['domain']})", query_params={"q": item["query"]}
-        )
+settings_sidebar()
+pages.run()

@@ -33,7 +33,7 @@ def snippet(text: str, query: str, width: int = 280) -> str:
         space = text.rfind(" ", 0, start + 1)
         start = space + 1 if space > start - 30 and space >= 0 else start
     end = min(len(text), start + width)
-    piece = text[start:end]
+    piece = " ".join(text[start:end].split())  # a one-line preview: headings and blank lines flattened
     return ("…" if start > 0 else "") + mark(piece, query) + ("…" if end < len(text) else "")
 
 
@@ -41,11 +41,16 @@ def mark(text: str, query: str) -> str:
     """``text`` HTML-escaped with every query term wrapped in <mark>."""
     pattern = _pattern(query_terms(query))
     if pattern is None:
-        return html.escape(text)
+        return _escape(text)
     out, last = [], 0
     for match in pattern.finditer(text):
-        out.append(html.escape(text[last : match.start()]))
-        out.append(f"<mark>{html.escape(match.group(0))}</mark>")
+        out.append(_escape(text[last : match.start()]))
+        out.append(f"<mark>{_escape(match.group(0))}</mark>")
         last = match.end()
-    out.append(html.escape(text[last:]))
+    out.append(_escape(text[last:]))
     return "".join(out)
+
+
+def _escape(text: str) -> str:
+    # "$" too: markdown renderers with a math extension (Streamlit's) would typeset "$5 and $7" as maths.
+    return html.escape(text).replace("$", "&#36;")

@@ -69,7 +69,7 @@ def parse_file(
     if max_bytes is not None and len(data) > max_bytes:
         raise IngestError(
             source,
-            f"file is {len(data) / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit (RERANK_MAX_FILE_MB)",
+            f"file is {_size(len(data))}, over the {_size(max_bytes)} limit (RERANK_MAX_FILE_MB)",
         )
     if not data.strip():
         raise IngestError(source, "file is empty")
@@ -101,6 +101,13 @@ def csv_columns(source: str, data: bytes) -> list[str]:
     if not header:
         raise IngestError(source, "CSV has no header row")
     return header
+
+
+def _size(n: int) -> str:
+    """A byte count for a message; a fractional limit such as 0.5 MiB must not print as "0 MiB"."""
+    if n < 1024:
+        return f"{n} bytes"
+    return f"{n / 1024:.1f} KiB" if n < 2**20 else f"{n / 2**20:.1f} MiB"
 
 
 def _decode(source: str, data: bytes) -> str:
@@ -142,10 +149,13 @@ def _parse_pdf(source: str, data: bytes) -> ParsedFile:
 def _parse_docx(source: str, data: bytes) -> str:
     import docx
     from docx.opc.exceptions import OpcError
+    from lxml.etree import XMLSyntaxError
 
     try:
         document = docx.Document(io.BytesIO(data))
-    except (OpcError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+    # A zip whose parts are not the XML a .docx holds fails inside python-docx with XMLSyntaxError or
+    # AttributeError.
+    except (OpcError, zipfile.BadZipFile, KeyError, ValueError, XMLSyntaxError, AttributeError) as exc:
         raise IngestError(source, f"not a readable .docx ({type(exc).__name__}: {exc})") from None
     blocks = [p.text for p in document.paragraphs]
     for table in document.tables:
@@ -166,6 +176,8 @@ def _parse_html(data: bytes) -> str:
 
 
 def _parse_csv(source: str, text: str, text_column: str | None) -> ParsedFile:
+    # The csv module refuses fields over 128 KiB by default; no field can be longer than the file itself.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
     if not header:
@@ -202,7 +214,9 @@ def _guess_column(header: list[str], candidates: tuple[str, ...]) -> str | None:
 
 def _parse_jsonl(source: str, text: str) -> ParsedFile:
     documents, warnings = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() also breaks at U+2028, U+2029 and U+0085, which JSON allows raw
+    # inside strings, so it would cut valid lines in two and misnumber every line after them.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

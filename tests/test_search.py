@@ -28,7 +28,9 @@ def test_movement_labels():
 def test_two_stages_on_demo_corpus(workspace, tiny_zerank_path):
     workspace.ingest_paths([DEMO_CORPUS])
     reranker = load_reranker(str(tiny_zerank_path), device="cpu")
-    result = run_search("When does an IPO lock-up period end?", workspace.encoder, workspace.store, reranker, k=30, rerank_depth=12)
+    result = run_search(
+        "When does an IPO lock-up period end?", workspace.encoder, workspace.store, reranker, k=30, rerank_depth=12
+    )
     assert len(result.bi_encoder) == 30
     assert result.bi_encoder[0].chunk.source == "finance/ipo-lock-up-period.md"
     scores = [r.score for r in result.bi_encoder]
@@ -58,8 +60,16 @@ def cli_workspace(tmp_path_factory) -> Path:
 
 def test_cli_search_json_contract(cli_workspace, tiny_zerank_path):
     done = _cli(
-        "search", "How is interest compounded?", "-k", "20", "--rerank-depth", "8",
-        "--reranker", str(tiny_zerank_path), "--json", workspace=cli_workspace,
+        "search",
+        "How is interest compounded?",
+        "-k",
+        "20",
+        "--rerank-depth",
+        "8",
+        "--reranker",
+        str(tiny_zerank_path),
+        "--json",
+        workspace=cli_workspace,
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
@@ -87,7 +97,9 @@ def test_cli_without_reranker(cli_workspace):
     none = json.loads(_cli("search", "force majeure", "--reranker", "none", "--json", workspace=cli_workspace).stdout)
     assert none["bi_encoder"] and none["reranked"] == [] and "none" in none["reranker_error"]
 
-    missing = _cli("search", "force majeure", "--reranker", "zeroentropy/zerank-2-reranker", "--json", workspace=cli_workspace)
+    missing = _cli(
+        "search", "force majeure", "--reranker", "zeroentropy/zerank-2-reranker", "--json", workspace=cli_workspace
+    )
     assert missing.returncode == 0
     out = json.loads(missing.stdout)
     assert out["bi_encoder"] and out["reranked"] == []

@@ -15,7 +15,16 @@ def _chunks(n: int, rng: np.random.Generator) -> tuple[list[Chunk], np.ndarray]:
     vectors = rng.standard_normal((n, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     chunks = [
-        Chunk(f"file{i % 7}.txt:{i}", f"file{i % 7}.txt", f"file{i % 7}.txt", f"T{i}", (i % 3) or None, i, i + 5, f"text {i} é")
+        Chunk(
+            f"file{i % 7}.txt:{i}",
+            f"file{i % 7}.txt",
+            f"file{i % 7}.txt",
+            f"T{i}",
+            (i % 3) or None,
+            i,
+            i + 5,
+            f"text {i} é",
+        )
         for i in range(n)
     ]
     return chunks, vectors

@@ -20,13 +20,18 @@ def _where(chunk: Chunk) -> str:
     return where + f" · chars {chunk.start}–{chunk.end}"
 
 
+def _html(inner: str) -> None:
+    # One line inside a <div>: markdown leaves an HTML block alone, so "# " or "*" in a chunk stay text.
+    st.markdown(f"<div>{inner.replace(chr(10), '<br>')}</div>", unsafe_allow_html=True)
+
+
 def _row(header: str, chunk: Chunk, query: str) -> None:
     with st.container(border=True):
-        st.markdown(header, unsafe_allow_html=True)
-        st.markdown(f"<small>{_where(chunk)}</small>", unsafe_allow_html=True)
-        st.markdown(snippet(chunk.text, query), unsafe_allow_html=True)
+        st.markdown(header)
+        _html(f"<small>{_where(chunk)}</small>")
+        _html(snippet(chunk.text, query))
         with st.expander("Full chunk"):
-            st.markdown(mark(chunk.text, query).replace("\n", "<br>"), unsafe_allow_html=True)
+            _html(mark(chunk.text, query))
 
 
 def bi_encoder_column(result: SearchResult, show: int) -> None:

@@ -9,10 +9,9 @@ from core.parsing import SUPPORTED_SUFFIXES, IngestError, csv_columns
 from core.workspace import FileInput
 from ui import resources
 from ui.ingest import progress_callback, show_summary
-from ui.sidebar import settings_sidebar
+from ui.sidebar import current_settings
 
-st.set_page_config(page_title="Documents · Retrieve & rerank explorer", page_icon="📄", layout="wide")
-settings = settings_sidebar()
+settings = current_settings()
 workspace = resources.workspace(settings)
 encoder = workspace.encoder
 

@@ -8,13 +8,12 @@ from core.reranker import estimate_seconds, format_params, format_seconds
 from core.search import DEFAULT_K, DEFAULT_RERANK_DEPTH, add_reranking, first_stage, skip_reranking
 from ui import resources
 from ui.results import bi_encoder_column, reranked_column
-from ui.sidebar import reranker_enabled, settings_sidebar
+from ui.sidebar import current_settings, reranker_enabled
 
 # Scoring that is expected to take longer than this on a CPU waits for the user's go-ahead.
 CONFIRM_ABOVE_SECONDS = 15.0
 
-st.set_page_config(page_title="Search · Retrieve & rerank explorer", page_icon="🔎", layout="wide")
-settings = settings_sidebar()
+settings = current_settings()
 workspace = resources.workspace(settings)
 
 
@@ -68,7 +67,7 @@ if result is None:
     st.info(
         "Type a query, or pick a suggested one." if workspace.files() else "The index is empty: add documents first."
     )
-    st.page_link("pages/1_Documents.py", label="Documents", icon="📄")
+    st.page_link("views/documents.py", label="Documents", icon="📄")
     st.stop()
 
 # Second stage: load the reranker (once per process), estimate, then score.

@@ -1,0 +1,131 @@
+"""Each Streamlit page under AppTest: upload, index, query, both columns, and the reranker-missing path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+HOME = str(ROOT / "app.py")
+TIMEOUT = 180
+QUERY = "When does the IPO lock-up period expire?"
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch, tiny_zerank_path):
+    monkeypatch.setenv("RERANK_WORKSPACE", str(tmp_path / "workspace"))
+    monkeypatch.setenv("RERANK_RERANKER", str(tiny_zerank_path))
+    monkeypatch.setenv("RERANK_DEVICE", "cpu")
+    return tmp_path
+
+
+def _page(page: str | None = None, **query_params) -> AppTest:
+    """Open the app at its entry point, as a browser does, then go to ``page`` (pages/...)."""
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    at.query_params.update(query_params)
+    at.run()
+    return at.switch_page(page).run() if page else at
+
+
+def _load_demo() -> None:
+    at = _page()
+    next(b for b in at.button if b.label == "Load the demo corpus").click().run()
+
+
+def _texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def test_home_loads_demo_corpus(app_env):
+    at = _page()
+    assert not at.exception
+    next(b for b in at.button if b.label == "Load the demo corpus").click().run()
+    assert not at.exception
+    assert at.metric[0].value == "36"
+    assert len(at.success) == 36
+
+
+def test_documents_page_uploads_and_reports_each_file(app_env):
+    at = _page("views/documents.py")
+    assert not at.exception
+    at.file_uploader[0].set_value(
+        [
+            (
+                "lockup.md",
+                b"# IPO lock-up\n\nInsiders may not sell shares until the lock-up period expires, usually 180 days.",
+                "text/markdown",
+            ),
+            ("gdpr.txt", b"A data subject access request must be answered within one month.", "text/plain"),
+            ("scan.pdf", b"%PDF-1.4 this is not really a pdf", "application/pdf"),
+            ("table.csv", b"id,body,title\n1,Rebase rewrites commits onto a new base.,Git\n", "text/csv"),
+        ]
+    )
+    at.run()
+    index_button = next(b for b in at.button if b.label.startswith("Index "))
+    assert index_button.label == "Index 4 file(s)"
+    index_button.click().run()
+    assert not at.exception
+    errors = _texts(at.error)
+    assert len(errors) == 1 and "scan.pdf" in errors[0] and "PDF" in errors[0]
+    successes = " ".join(_texts(at.success))
+    for name in ("lockup.md", "gdpr.txt", "table.csv"):
+        assert name in successes
+    table = at.dataframe[0].value
+    assert sorted(table["file"]) == ["gdpr.txt", "lockup.md", "table.csv"]
+
+    # Re-uploading the unchanged files embeds nothing and says so.
+    next(b for b in at.button if b.label.startswith("Index ")).click().run()
+    assert sum("unchanged" in t for t in _texts(at.info)) == 3
+
+
+def _search(at: AppTest, query: str) -> AppTest:
+    at.text_input(key="search_query").set_value(query)
+    next(b for b in at.button if b.label == "Search").click()
+    return at.run()
+
+
+def test_search_page_shows_both_columns(app_env):
+    _load_demo()
+    at = _page("views/search.py")
+    assert not at.exception
+    _search(at, QUERY)
+    assert not at.exception
+    headers = _texts(at.subheader)
+    assert "Bi-encoder" in headers and any(h.startswith("Reranked by") for h in headers)
+    markdown = " ".join(_texts(at.markdown))
+    assert "cosine" in markdown and "P(relevant)" in markdown and "logit" in markdown
+    assert "finance/ipo-lock-up-period.md" in markdown
+    assert "<mark>" in markdown
+    assert not at.warning
+    assert {m.label for m in at.metric} >= {"Query embedding", "Vector search", "Reranking", "Total"}
+    assert at.query_params["q"] == [QUERY] or at.query_params["q"] == QUERY
+    assert len(at.get("plotly_chart")) == 2  # latency and rank movement
+
+    # Results survive a rerun that is not a new search.
+    at.run()
+    assert "Bi-encoder" in _texts(at.subheader) and "P(relevant)" in " ".join(_texts(at.markdown))
+
+
+def test_search_page_without_loadable_reranker_keeps_bi_encoder_column(app_env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("RERANK_RERANKER", "zeroentropy/zerank-2-reranker")
+    _load_demo()
+    at = _page("views/search.py")
+    _search(at, QUERY)
+    assert not at.exception
+    warnings = " ".join(_texts(at.warning))
+    assert "not in the local Hugging Face cache" in warnings and "bi-encoder" in warnings
+    assert "Bi-encoder" in _texts(at.subheader)
+    assert "cosine" in " ".join(_texts(at.markdown))
+    assert any(b.label == "Retry loading the reranker" for b in at.button)
+
+
+def test_search_page_opens_query_from_url(app_env):
+    _load_demo()
+    at = _page("views/search.py", q="legitimate interest under GDPR", k="15")
+    assert not at.exception
+    assert at.text_input(key="search_query").value == "legitimate interest under GDPR"
+    assert at.number_input(key="search_k").value == 15
+    assert "Bi-encoder" in _texts(at.subheader)
