@@ -71,11 +71,12 @@ def _open(settings: Settings):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = _settings(args)
+    from core.embedding import BiEncoderLoadError
     from core.vector_store import VectorStoreError
 
     try:
         workspace = _open(settings)
-    except (VectorStoreError, ValueError) as exc:
+    except (BiEncoderLoadError, VectorStoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:

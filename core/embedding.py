@@ -24,6 +24,10 @@ def resolve_bi_encoder_path(model_id: str) -> str:
     return model_id
 
 
+class BiEncoderLoadError(Exception):
+    """The bi-encoder could not be loaded; the message names the model and the cause."""
+
+
 class BiEncoder:
     def __init__(self, model_id: str = DEFAULT_BI_ENCODER, device: str = "auto", dtype: str = "auto"):
         from sentence_transformers import SentenceTransformer
@@ -33,12 +37,19 @@ class BiEncoder:
         torch_dtype = resolve_dtype(dtype, self.device)
         self.dtype = dtype_name(torch_dtype)
         path = resolve_bi_encoder_path(model_id)
-        self.model = SentenceTransformer(
-            path,
-            device=self.device,
-            model_kwargs={"dtype": torch_dtype},
-            local_files_only=Path(path).exists(),
-        )
+        try:
+            self.model = SentenceTransformer(
+                path,
+                device=self.device,
+                model_kwargs={"dtype": torch_dtype},
+                local_files_only=Path(path).exists(),
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise BiEncoderLoadError(
+                f"bi-encoder {model_id} could not be loaded ({first_line}); check the id or path, "
+                "or download it once on a connected machine"
+            ) from exc
         self.dim = int(self.model.get_embedding_dimension())
         self.max_seq_length = int(self.model.max_seq_length)
         # How many texts this instance has run through the model: the embedding cache's tests read it.
@@ -50,17 +61,26 @@ class BiEncoder:
         return self.model.tokenizer.backend_tokenizer
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
-        """Unit-length float32 vectors, so inner product equals cosine similarity."""
+        """Unit-length float32 vectors, so inner product equals cosine similarity.
+
+        Batches are cut from texts sorted by length, so a batch pads to similar lengths: the same
+        trick sentence-transformers applies within one call, kept across our progress-sized batches.
+        """
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         started = time.perf_counter()
         for start in range(0, len(texts), batch_size):
-            batch = texts[start : start + batch_size]
-            vectors[start : start + len(batch)] = self.model.encode(
-                batch, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            positions = order[start : start + batch_size]
+            vectors[positions] = self.model.encode(
+                [texts[i] for i in positions],
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
             )
-            self.texts_encoded += len(batch)
+            self.texts_encoded += len(positions)
             if progress:
-                done = start + len(batch)
+                done = start + len(positions)
                 progress(done, len(texts), done / max(time.perf_counter() - started, 1e-9))
         return vectors
 

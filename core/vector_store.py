@@ -71,7 +71,8 @@ class MilvusVectorStore:
         try:
             self._client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
         except Exception as exc:  # pymilvus raises several unrelated types for an unreachable server
-            raise VectorStoreError(f"cannot open Milvus at {uri}: {exc}") from exc
+            hint = " (Milvus Lite lets one process open a .db file: is the app or another CLI run using it?)"
+            raise VectorStoreError(f"cannot open Milvus at {uri}: {exc}" + (hint if self.is_lite else "")) from exc
         if self._client.has_collection(collection):
             self._check_dim()
         else:

@@ -129,3 +129,12 @@ def test_search_page_opens_query_from_url(app_env):
     assert at.text_input(key="search_query").value == "legitimate interest under GDPR"
     assert at.number_input(key="search_k").value == 15
     assert "Bi-encoder" in _texts(at.subheader)
+
+
+def test_unloadable_bi_encoder_is_a_message_not_a_stack_trace(app_env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("RERANK_BI_ENCODER", "no-such-org/no-such-bi-encoder")
+    at = _page("views/search.py")
+    assert not at.exception
+    errors = " ".join(_texts(at.error))
+    assert "could not be opened" in errors and "no-such-org/no-such-bi-encoder" in errors

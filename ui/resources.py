@@ -7,8 +7,9 @@ from pathlib import Path
 import streamlit as st
 
 from core.config import Settings
-from core.embedding import BiEncoder
+from core.embedding import BiEncoder, BiEncoderLoadError
 from core.reranker import Reranker, RerankerLoadError, load_reranker
+from core.vector_store import VectorStoreError
 from core.workspace import Workspace
 
 
@@ -26,16 +27,21 @@ def _workspace(folder: str, milvus_uri: str, index_type: str, model_id: str, dev
 
 
 def workspace(settings: Settings) -> Workspace:
+    """The open workspace; if it cannot be opened the page shows why and stops (never a stack trace)."""
     # One Workspace per index: Milvus Lite allows a single client per file, so chunking options are
     # per-ingest arguments rather than part of this cache key.
-    return _workspace(
-        str(settings.workspace.resolve()),
-        settings.milvus_uri,
-        settings.index_type,
-        settings.bi_encoder,
-        settings.device,
-        settings.dtype,
-    )
+    try:
+        return _workspace(
+            str(settings.workspace.resolve()),
+            settings.milvus_uri,
+            settings.index_type,
+            settings.bi_encoder,
+            settings.device,
+            settings.dtype,
+        )
+    except (BiEncoderLoadError, VectorStoreError, ValueError, OSError) as exc:
+        st.error(f"The workspace {settings.workspace} could not be opened: {exc}", icon="⚠️")
+        st.stop()
 
 
 @st.cache_resource(show_spinner="Loading the reranker (a 4B model takes a while)…")
