@@ -93,6 +93,21 @@ class Reranker:
         self.pairs_scored += len(texts)
         return np.asarray(scores, dtype=np.float32).reshape(-1)
 
+    def count_over_window(self, query: str, texts: list[str], template_tokens: int = 32) -> int:
+        """How many (query, text) pairs exceed the model's window and so get truncated when scored.
+
+        Counted with the reranker's own tokenizer; ``template_tokens`` covers the chat template or the
+        special tokens around the pair, so a pair near the limit is counted as over it.
+        """
+        if not self.max_length or not texts:
+            return 0
+        tokenizer = getattr(self.model[0], "tokenizer", None)
+        if tokenizer is None:
+            return 0
+        query_tokens = len(tokenizer(query, add_special_tokens=False)["input_ids"])
+        lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        return sum(query_tokens + n + template_tokens > self.max_length for n in lengths)
+
     def probability(self, logits: np.ndarray) -> np.ndarray:
         return sigmoid(logits, self.temperature)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from core.chunking import Chunk
 from core.embedding import BiEncoder
-from core.reranker import Reranker
+from core.reranker import Reranker, estimate_seconds
 from core.vector_store import VectorStore
 
 DEFAULT_K = 50
@@ -45,6 +47,7 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     reranker_error: str | None = None
     reranker: str | None = None
+    reranker_truncated: int = 0  # pairs longer than the reranker's window, scored on a truncated text
     probability_label: str | None = None
 
     @property
@@ -81,6 +84,7 @@ class SearchResult:
             ],
             "timings_ms": self.timings_ms,
             "reranker_pairs_per_s": self.pairs_per_second,
+            "reranker_truncated": self.reranker_truncated,
             "reranker_error": self.reranker_error,
         }
 
@@ -137,8 +141,10 @@ def add_reranking(result: SearchResult, reranker: Reranker) -> SearchResult:
     result.probability_label = reranker.probability_label
     result.reranker_error = None
     started = time.perf_counter()
+    candidates = result.bi_encoder[:depth]
+    result.reranker_truncated = reranker.count_over_window(result.query, [c.chunk.text for c in candidates])
     try:
-        result.reranked = rerank(result.query, result.bi_encoder[:depth], reranker)
+        result.reranked = rerank(result.query, candidates, reranker)
     except Exception as exc:  # e.g. out of memory on a long batch
         result.reranked = []
         result.reranker_error = f"reranking with {reranker.model_id} failed: {type(exc).__name__}: {exc}"
@@ -168,6 +174,21 @@ def run_search(
     if reranker is None:
         return skip_reranking(result, reranker_error or "no reranker selected")
     return add_reranking(result, reranker)
+
+
+def confirm_above_seconds() -> float:
+    """Reranking expected to take longer than this on a CPU waits for the user's go-ahead."""
+    return float(os.environ.get("RERANK_CONFIRM_SECONDS", "15"))
+
+
+def estimate_rerank_seconds(
+    result: SearchResult, reranker: Reranker, count_tokens: Callable[[str], int]
+) -> tuple[int, float]:
+    """How many pairs the second stage will score, and about how long it will take."""
+    n_pairs = min(result.rerank_depth, len(result.bi_encoder))
+    counted = [count_tokens(item.chunk.text) for item in result.bi_encoder[:n_pairs]]
+    tokens = (sum(counted) / len(counted) if counted else 0) + count_tokens(result.query) + 16
+    return n_pairs, estimate_seconds(n_pairs, tokens, reranker.params, reranker.measured_pairs_per_second)
 
 
 def movement_label(movement: int, rank: int, bi_encoder_rank: int, top: int = 10) -> str:

@@ -138,3 +138,16 @@ def test_unloadable_bi_encoder_is_a_message_not_a_stack_trace(app_env, monkeypat
     assert not at.exception
     errors = " ".join(_texts(at.error))
     assert "could not be opened" in errors and "no-such-org/no-such-bi-encoder" in errors
+
+
+def test_slow_reranking_on_cpu_waits_for_the_user(app_env, monkeypatch):
+    monkeypatch.setenv("RERANK_CONFIRM_SECONDS", "0")  # every estimate counts as slow
+    _load_demo()
+    at = _search(_page("views/search.py"), QUERY)
+    assert not at.exception
+    assert "will take about" in " ".join(_texts(at.warning))
+    assert not any(h.startswith("Reranked by") for h in _texts(at.subheader)) or "Not reranked yet." in _texts(at.info)
+    go = next(b for b in at.button if b.label.startswith("Rerank 20 candidates anyway"))
+    go.click().run()
+    assert not at.exception
+    assert "P(relevant)" in " ".join(_texts(at.markdown))

@@ -138,3 +138,9 @@ def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(RerankerLoadError) as junk:
         load_reranker(str(tmp_path / "junk"), device="cpu")
     assert "junk" in str(junk.value)
+
+
+def test_pairs_over_the_window_are_counted(reranker):
+    window = reranker.max_length
+    assert reranker.count_over_window(QUERY, ["short text"]) == 0
+    assert reranker.count_over_window(QUERY, ["short text", "word " * (window + 10)]) == 1

@@ -114,3 +114,13 @@ def test_cli_index_reports_bad_files(tmp_path):
     assert done.returncode == 1
     assert "OK     ok.txt" in done.stdout
     assert "ERROR  bad.pdf" in done.stdout and "PDF" in done.stdout
+
+
+def test_rerank_time_estimate():
+    from core.reranker import estimate_seconds
+
+    assert estimate_seconds(40, 300, 4e9, pairs_per_second=8.0) == 5.0
+    # Without a measurement it is a FLOP count over the measured matmul rate: linear in pairs, tokens, size.
+    small = estimate_seconds(10, 200, 1e8)
+    assert estimate_seconds(20, 200, 1e8) == pytest.approx(2 * small)
+    assert estimate_seconds(10, 200, 4e9) == pytest.approx(40 * small)

@@ -55,6 +55,12 @@ def reranked_column(result: SearchResult, show: int, reranker_name: str) -> None
         f"Top {len(result.reranked)} bi-encoder candidates rescored by {result.reranker}. "
         f"**P(relevant) = {result.probability_label}**; the raw logit is the model's score before calibration."
     )
+    if result.reranker_truncated:
+        st.warning(
+            f"{result.reranker_truncated} of {len(result.reranked)} candidates are longer than the reranker's "
+            "window and were scored on their beginning only. Use smaller chunks on the Documents page.",
+            icon="✂️",
+        )
     for item in result.reranked[:show]:
         move = movement_label(item.movement, item.rank, item.bi_encoder_rank)
         colour = "green" if item.movement > 0 else "red" if item.movement < 0 else "gray"

@@ -4,14 +4,19 @@ import streamlit as st
 
 from core.charts import latency_figure, rank_movement_figure
 from core.demo import suggested_queries
-from core.reranker import estimate_seconds, format_params, format_seconds
-from core.search import DEFAULT_K, DEFAULT_RERANK_DEPTH, add_reranking, first_stage, skip_reranking
+from core.reranker import format_params, format_seconds
+from core.search import (
+    DEFAULT_K,
+    DEFAULT_RERANK_DEPTH,
+    add_reranking,
+    confirm_above_seconds,
+    estimate_rerank_seconds,
+    first_stage,
+    skip_reranking,
+)
 from ui import resources
 from ui.results import bi_encoder_column, reranked_column
 from ui.sidebar import current_settings, reranker_enabled
-
-# Scoring that is expected to take longer than this on a CPU waits for the user's go-ahead.
-CONFIRM_ABOVE_SECONDS = 15.0
 
 settings = current_settings()
 workspace = resources.workspace(settings)
@@ -72,33 +77,35 @@ if result is None:
 
 # Second stage: load the reranker (once per process), estimate, then score.
 reranker = None
+if reranker_enabled(settings):
+    reranker, load_error = resources.reranker(settings)
+    if reranker is not None:
+        st.sidebar.caption(
+            f"Reranker loaded: {format_params(reranker.params)} parameters on {reranker.device} ({reranker.dtype})"
+            + (f"; licence {reranker.license}" if reranker.license else "")
+        )
 pending = not result.reranked and result.reranker_error is None
 if pending and not reranker_enabled(settings):
     skip_reranking(result, "Reranking is off (the reranker is set to 'none' in the sidebar).")
+elif pending and reranker is None:
+    skip_reranking(result, f"{load_error.reason}. {load_error.advice}. Showing the bi-encoder's ranking only.")
+    st.session_state["reranker_failed"] = load_error.model_id
 elif pending:
-    reranker, load_error = resources.reranker(settings)
-    if load_error is not None:
-        skip_reranking(result, f"{load_error.reason}. {load_error.advice}. Showing the bi-encoder's ranking only.")
-        st.session_state["reranker_failed"] = load_error.model_id
+    n_pairs, estimate = estimate_rerank_seconds(result, reranker, workspace.chunker.count_tokens)
+    slow = reranker.device == "cpu" and estimate > confirm_above_seconds()
+    if slow and not st.session_state.get("confirmed"):
+        st.warning(
+            f"Reranking {n_pairs} candidates with {reranker.model_id} ({format_params(reranker.params)} parameters) "
+            f"on the CPU will take about **{format_seconds(estimate)}**. Lower “Candidates sent to the reranker” "
+            "and search again, or go ahead.",
+            icon="⏳",
+        )
+        if st.button(f"Rerank {n_pairs} candidates anyway (~{format_seconds(estimate)})"):
+            st.session_state["confirmed"] = True
+            st.rerun()
     else:
-        n_pairs = min(result.rerank_depth, len(result.bi_encoder))
-        counted = [workspace.chunker.count_tokens(item.chunk.text) for item in result.bi_encoder[:n_pairs]]
-        tokens = (sum(counted) / len(counted) if counted else 0) + workspace.chunker.count_tokens(result.query) + 16
-        estimate = estimate_seconds(n_pairs, tokens, reranker.params, reranker.measured_pairs_per_second)
-        slow = reranker.device == "cpu" and estimate > CONFIRM_ABOVE_SECONDS
-        if slow and not st.session_state.get("confirmed"):
-            st.warning(
-                f"Reranking {n_pairs} candidates with {reranker.model_id} ({format_params(reranker.params)} parameters) "
-                f"on the CPU will take about **{format_seconds(estimate)}**. Lower “Candidates sent to the reranker” "
-                "and search again, or go ahead.",
-                icon="⏳",
-            )
-            if st.button(f"Rerank {n_pairs} candidates anyway (~{format_seconds(estimate)})"):
-                st.session_state["confirmed"] = True
-                st.rerun()
-        else:
-            with st.spinner(f"Reranking {n_pairs} candidates with {reranker.model_id} (~{format_seconds(estimate)})…"):
-                add_reranking(result, reranker)
+        with st.spinner(f"Reranking {n_pairs} candidates with {reranker.model_id} (~{format_seconds(estimate)})…"):
+            add_reranking(result, reranker)
 
 if st.session_state.get("reranker_failed") and st.button("Retry loading the reranker"):
     resources.forget_reranker_failure()
