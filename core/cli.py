@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print one JSON object")
     _common(search)
 
+    evaluate = commands.add_parser("eval", help="evaluate both stages on a judged dataset (BEIR layout)")
+    evaluate.add_argument("dataset", type=Path, help="folder with corpus.jsonl, queries.jsonl and qrels/test.tsv")
+    evaluate.add_argument("-k", type=int, default=100, help="documents retrieved per query (default 100)")
+    evaluate.add_argument("--rerank-depth", type=int, help="documents reranked per query (default: k)")
+    evaluate.add_argument("--reranker", help="CrossEncoder id or path, or 'none' (default: zerank-2)")
+    evaluate.add_argument("--qrels", type=Path, help="qrels file (default: DATASET/qrels/test.tsv); BEIR TSV or TREC")
+    evaluate.add_argument("--run-out", type=Path, help="write TREC run files and per-query metrics here")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    _common(evaluate)
+
     listing = commands.add_parser("list", help="list indexed files")
     _common(listing)
     delete = commands.add_parser("delete", help="remove an indexed file")
@@ -74,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     from core.embedding import BiEncoderLoadError
     from core.vector_store import VectorStoreError
 
+    if args.command == "eval":
+        return _eval(args, settings)
     try:
         workspace = _open(settings)
     except (BiEncoderLoadError, VectorStoreError, ValueError) as exc:
@@ -125,18 +137,82 @@ def _index(args, workspace) -> int:
     return 1 if failed else 0
 
 
-def _search(args, workspace) -> int:
+def _load_reranker(args, settings):
+    """(reranker, None) or (None, why not): a reranker that cannot load never stops the first stage."""
     from core.reranker import RerankerLoadError, load_reranker
+
+    if (args.reranker or "").lower() == "none":
+        return None, "reranking disabled (--reranker none)"
+    try:
+        return load_reranker(settings.reranker, settings.device, settings.dtype), None
+    except RerankerLoadError as exc:
+        return None, str(exc)
+
+
+def _eval(args, settings) -> int:
+    from core.datasets import DatasetError, load_dataset
+    from core.embedding import BiEncoder, BiEncoderLoadError
+    from core.eval_runner import evaluations, run_dataset_evaluation
+    from core.vector_store import VectorStoreError
+
+    try:
+        dataset = load_dataset(args.dataset, qrels_path=args.qrels)
+        encoder = BiEncoder(settings.bi_encoder, settings.device, settings.dtype)
+    except (DatasetError, BiEncoderLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for problem in dataset.problems[:20]:
+        print(f"warning: {problem}", file=sys.stderr)
+    reranker, error = _load_reranker(args, settings)
+    if error and (args.reranker or "").lower() != "none":
+        print(f"warning: {error}", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rqueries {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    try:
+        evaluation, ingest = run_dataset_evaluation(
+            settings, encoder, dataset, reranker, k=args.k, rerank_depth=args.rerank_depth,
+            reranker_error=error, progress=progress,
+        )  # fmt: skip
+    except (VectorStoreError, DatasetError) as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 2
+    print(file=sys.stderr)
+    saved = evaluations(settings).save(evaluation)
+    if args.run_out:
+        args.run_out.mkdir(parents=True, exist_ok=True)
+        (args.run_out / "bi_encoder.run").write_text(evaluation.trec_run("bi_encoder"), encoding="utf-8")
+        if evaluation.has_reranking:
+            (args.run_out / "reranked.run").write_text(evaluation.trec_run("reranked"), encoding="utf-8")
+        (args.run_out / "per_query.csv").write_text(evaluation.per_query_csv(), encoding="utf-8")
+    summary = evaluation.summary()
+    summary["corpus_indexing"] = {"embedded": ingest.embedded, "seconds": ingest.seconds}
+    summary["saved"] = str(saved)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['dataset']}: {summary['queries']} judged queries, k={args.k}")
+    for stage in ("bi_encoder", "reranked"):
+        values = summary["metrics"][stage]
+        if values:
+            print(f"  {stage:10s} " + "  ".join(f"{m} {v:.4f}" for m, v in values.items()))
+    if summary["lift"]:
+        ndcg = summary["lift"]["ndcg@10"]
+        low, high = ndcg["ci95"]
+        print(f"  lift ndcg@10 {ndcg['mean']:+.4f} (95% CI {low:+.4f} to {high:+.4f}, p={ndcg['p_value']:.4f})")
+    elif error:
+        print(f"  no reranking: {error}")
+    if summary["skipped"]:
+        print("  skipped: " + ", ".join(f"{n} {what}" for what, n in summary["skipped"].items()))
+    print(f"  wall time {evaluation.timings_s['total']:.1f} s (+{ingest.seconds:.1f} s indexing); saved {saved}")
+    return 0
+
+
+def _search(args, workspace) -> int:
     from core.search import run_search
 
-    reranker, error = None, None
-    if (args.reranker or "").lower() == "none":
-        error = "reranking disabled (--reranker none)"
-    else:
-        try:
-            reranker = load_reranker(workspace.settings.reranker, workspace.settings.device, workspace.settings.dtype)
-        except RerankerLoadError as exc:
-            error = str(exc)
+    reranker, error = _load_reranker(args, workspace.settings)
     result = run_search(args.query, workspace.encoder, workspace.store, reranker, args.k, args.rerank_depth, error)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))

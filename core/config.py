@@ -27,6 +27,7 @@ ENV = {
     "milvus_uri": "MILVUS_URI",
     "milvus_token": "MILVUS_TOKEN",
     "index_type": "RERANK_INDEX_TYPE",
+    "collection": "RERANK_COLLECTION",
     "chunk_tokens": "RERANK_CHUNK_TOKENS",
     "chunk_overlap": "RERANK_CHUNK_OVERLAP",
     "max_file_mb": "RERANK_MAX_FILE_MB",
@@ -46,6 +47,7 @@ class Settings:
     milvus_uri: str = ""  # empty: an embedded Milvus Lite file inside the workspace
     milvus_token: str = field(default="", repr=False)
     index_type: str = ""  # empty: FLAT for Milvus Lite (exact), HNSW for a server
+    collection: str = "chunks"
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
     max_file_mb: float = DEFAULT_MAX_FILE_MB

@@ -76,6 +76,7 @@ class Workspace:
         self.store = store or MilvusVectorStore(
             settings.resolved_milvus_uri,
             dim=encoder.dim,
+            collection=settings.collection,
             index_type=settings.index_type,
             token=settings.milvus_token,
         )

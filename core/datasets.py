@@ -1,0 +1,180 @@
+"""Judged datasets: BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv) and TREC qrels.
+
+Bad lines never stop an evaluation: each one becomes a message naming the file and the line, is
+skipped, and is counted, and whatever is valid is evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Qrels = dict[str, dict[str, int]]  # query id -> document id -> relevance grade
+
+
+class DatasetError(Exception):
+    """A dataset that cannot be evaluated at all; the message names the file and the cause."""
+
+
+@dataclass
+class JudgedDataset:
+    name: str
+    folder: Path
+    corpus: Path  # corpus.jsonl, or a folder of files whose relative paths are the document ids
+    queries: dict[str, str]  # the judged queries that can be evaluated
+    qrels: Qrels
+    problems: list[str] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+
+
+def read_qrels(path: Path) -> tuple[Qrels, list[str], Counter]:
+    """Qrels in BEIR TSV (``query-id corpus-id score``, header optional) or TREC (``qid 0 docid rel``)."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc})") from None
+    qrels: Qrels = {}
+    problems: list[str] = []
+    skipped: Counter = Counter()
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) == 3:
+            qid, docid, grade = fields
+        elif len(fields) == 4:
+            qid, _iteration, docid, grade = fields
+        else:
+            problems.append(f"{path} line {number}: expected 3 columns (BEIR) or 4 (TREC), got {len(fields)}; skipped")
+            skipped["qrels lines malformed"] += 1
+            continue
+        try:
+            value = int(float(grade))
+        except ValueError:
+            if number == 1:  # a header such as "query-id corpus-id score"
+                continue
+            problems.append(f"{path} line {number}: relevance {grade!r} is not a number; skipped")
+            skipped["qrels lines malformed"] += 1
+            continue
+        qrels.setdefault(qid, {})[docid] = value
+    if not qrels:
+        raise DatasetError(f"{path}: no judgments (the file is empty or has only a header)")
+    return qrels, problems, skipped
+
+
+def write_qrels(qrels: Qrels) -> str:
+    """TREC qrels text: ``qid 0 docid rel`` per line."""
+    return "".join(f"{qid} 0 {docid} {rel}\n" for qid in sorted(qrels) for docid, rel in sorted(qrels[qid].items()))
+
+
+def read_queries(path: Path) -> tuple[dict[str, str], list[str]]:
+    queries: dict[str, str] = {}
+    problems: list[str] = []
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            queries[str(row["_id"])] = str(row["text"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            problems.append(f"{path} line {number}: not a query row with _id and text ({exc}); skipped")
+    return queries, problems
+
+
+def corpus_ids(corpus: Path) -> set[str]:
+    """Document ids of a corpus.jsonl (``_id``) or a corpus folder (relative file paths)."""
+    if corpus.is_dir():
+        return {p.relative_to(corpus).as_posix() for p in corpus.rglob("*") if p.is_file()}
+    ids = set()
+    for line in corpus.read_text(encoding="utf-8-sig").splitlines():
+        try:
+            ids.add(str(json.loads(line)["_id"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # the ingest reports bad corpus lines with their numbers
+    return ids
+
+
+def find_qrels(folder: Path, split: str = "test") -> Path:
+    for candidate in (folder / "qrels" / f"{split}.tsv", folder / "qrels.tsv", folder / "qrels.txt", folder / "qrels"):
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(f"{folder}: no qrels found (looked for qrels/{split}.tsv, qrels.tsv, qrels.txt)")
+
+
+def find_corpus(folder: Path) -> Path:
+    """corpus.jsonl, or the folder named by dataset.json's "corpus" (the demo judgments use ../demo)."""
+    manifest = folder / "dataset.json"
+    if manifest.is_file():
+        corpus = (folder / json.loads(manifest.read_text(encoding="utf-8"))["corpus"]).resolve()
+    else:
+        corpus = folder / "corpus.jsonl"
+    if not corpus.exists():
+        raise DatasetError(f"{folder}: no corpus (expected corpus.jsonl or a dataset.json naming a corpus folder)")
+    return corpus
+
+
+def load_dataset(folder: Path, split: str = "test", qrels_path: Path | None = None) -> JudgedDataset:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: no such dataset folder")
+    corpus = find_corpus(folder)
+    queries_path = folder / "queries.jsonl"
+    if not queries_path.is_file():
+        raise DatasetError(f"{folder}: no queries.jsonl")
+    qrels_file = qrels_path or find_qrels(folder, split)
+    qrels, problems, skipped = read_qrels(qrels_file)
+    queries, query_problems = read_queries(queries_path)
+    problems.extend(query_problems)
+    return _validated(folder.name, folder, corpus, queries, qrels, problems, skipped, qrels_file, queries_path)
+
+
+def _validated(name, folder, corpus, queries, qrels, problems, skipped, qrels_file, queries_path) -> JudgedDataset:
+    known_docs = corpus_ids(corpus)
+    kept: Qrels = {}
+    for qid, judged in qrels.items():
+        if qid not in queries:
+            problems.append(f"{qrels_file}: query {qid!r} is not in {queries_path.name}; its judgments are skipped")
+            skipped["queries not in queries file"] += 1
+            continue
+        present = {doc: rel for doc, rel in judged.items() if doc in known_docs}
+        missing = len(judged) - len(present)
+        if missing:
+            examples = ", ".join(repr(d) for d in sorted(set(judged) - set(present))[:3])
+            problems.append(
+                f"{qrels_file}: query {qid!r} judges {missing} document(s) the corpus lacks ({examples}); skipped"
+            )
+            skipped["judgments of documents not in corpus"] += missing
+        if not any(rel > 0 for rel in present.values()):
+            skipped["queries with no relevant document"] += 1
+            continue
+        kept[qid] = present
+    if not kept:
+        raise DatasetError(f"{qrels_file}: no query has a relevant judged document in the corpus; nothing to evaluate")
+    judged_queries = {qid: queries[qid] for qid in kept}
+    return JudgedDataset(name, folder, corpus, judged_queries, kept, problems, skipped)
+
+
+def dataset_from_labels(
+    name: str, folder: Path, queries: dict[str, str], qrels: Qrels, known_docs: set[str]
+) -> JudgedDataset:
+    """The user's own labelled queries over the explorer's index, as a dataset (corpus: the index itself)."""
+    problems: list[str] = []
+    skipped: Counter = Counter()
+    kept = {}
+    for qid, judged in qrels.items():
+        present = {doc: rel for doc, rel in judged.items() if doc in known_docs}
+        if len(present) < len(judged):
+            skipped["judgments of documents no longer indexed"] += len(judged) - len(present)
+        if qid in queries and any(rel > 0 for rel in present.values()):
+            kept[qid] = present
+        else:
+            skipped["queries with no relevant document"] += 1
+    if not kept:
+        raise DatasetError("no labelled query has a document labelled relevant (1-3) yet")
+    return JudgedDataset(name, folder, folder, {q: queries[q] for q in kept}, kept, problems, skipped)

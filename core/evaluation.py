@@ -1,0 +1,266 @@
+"""Evaluating both stages on judged queries: NDCG@10 and friends, and the lift reranking adds.
+
+Each judged query runs the explorer's pipeline: the bi-encoder retrieves chunks, chunks are grouped
+into documents with a document scored by its best chunk (MaxP), and the reranker rescores the chunks
+of the top ``rerank_depth`` documents, again MaxP. Documents below the rerank depth keep the
+bi-encoder's order after the reranked ones. Metrics are computed on document ids, as qrels are.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from core.chunking import Chunk
+from core.datasets import JudgedDataset, Qrels
+from core.metrics import METRICS, Lift, lift, mean_metrics, per_query_metrics, strictly_decreasing
+from core.reranker import Reranker
+from core.vector_store import Hit
+
+# Chunks fetched per wanted document: documents span several chunks, and k counts documents.
+CHUNKS_PER_DOCUMENT = 4
+MILVUS_MAX_LIMIT = 16_384
+
+EvalProgress = Callable[[int, int], None]  # (queries done, total)
+
+
+def maxp(scored: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Documents scored by their best chunk, best first.
+
+    ``scored`` is (document id, chunk score) in the order of the chunks' ranking; a tie between two
+    documents keeps the order in which their best chunks first appeared.
+    """
+    best: dict[str, float] = {}
+    first_seen: dict[str, int] = {}
+    for position, (doc, score) in enumerate(scored):
+        if doc not in best or score > best[doc]:
+            best[doc] = float(score)
+        first_seen.setdefault(doc, position)
+    return sorted(best.items(), key=lambda item: (-item[1], first_seen[item[0]]))
+
+
+@dataclass
+class QueryRecord:
+    qid: str
+    query: str
+    relevant: int  # judged relevant documents (grade > 0)
+    bi_encoder: dict[str, float]
+    reranked: dict[str, float] | None
+
+
+@dataclass
+class Candidate:
+    """A reranked document: for the probability histogram and the reliability diagram."""
+
+    qid: str
+    doc_id: str
+    probability: float
+    grade: int | None  # None: not judged
+
+
+@dataclass
+class Evaluation:
+    dataset: str
+    settings: dict
+    queries: list[QueryRecord]
+    metrics: dict[str, dict[str, dict[str, float]]]  # stage -> qid -> metric -> value
+    candidates: list[Candidate]
+    timings_s: dict[str, float]
+    problems: list[str]
+    skipped: dict[str, int]
+    cancelled: bool = False
+    reranker_error: str | None = None
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def has_reranking(self) -> bool:
+        return "reranked" in self.metrics
+
+    def means(self, stage: str) -> dict[str, float]:
+        return mean_metrics(self.metrics.get(stage, {}))
+
+    def lift(self, metric: str = "ndcg@10") -> Lift | None:
+        if not self.has_reranking:
+            return None
+        before = {q: m[metric] for q, m in self.metrics["bi_encoder"].items()}
+        after = {q: m[metric] for q, m in self.metrics["reranked"].items()}
+        return lift(before, after)
+
+    def summary(self) -> dict:
+        """The CLI's JSON: dataset, query count, mean metrics per stage, lift with CI and p-value."""
+        lifts = {m: self.lift(m) for m in METRICS} if self.has_reranking else None
+        return {
+            "dataset": self.dataset,
+            "queries": len(self.queries),
+            "metrics": {
+                "bi_encoder": self.means("bi_encoder"),
+                "reranked": self.means("reranked") if self.has_reranking else None,
+            },
+            "lift": {m: value.to_json() for m, value in lifts.items()} if lifts else None,
+            "settings": self.settings,
+            "timings_s": self.timings_s,
+            "skipped": self.skipped,
+            "problems": self.problems[:50],
+            "cancelled": self.cancelled,
+            "reranker_error": self.reranker_error,
+            "created_at": self.created_at,
+        }
+
+    def trec_run(self, stage: str, tag: str | None = None) -> str:
+        """``qid Q0 docid rank score tag`` lines; scores never tie, so trec_eval keeps our order."""
+        tag = tag or stage
+        lines = []
+        for record in self.queries:
+            run = record.bi_encoder if stage == "bi_encoder" else record.reranked
+            for rank, (doc, score) in enumerate(sorted(run.items(), key=lambda kv: -kv[1]), start=1):
+                lines.append(f"{record.qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
+        return "".join(lines)
+
+    def per_query_csv(self) -> str:
+        out = io.StringIO()
+        stages = [s for s in ("bi_encoder", "reranked") if s in self.metrics]
+        columns = ["qid", "query", "relevant"] + [f"{s}:{m}" for s in stages for m in METRICS]
+        if self.has_reranking:
+            columns += [f"lift:{m}" for m in METRICS]
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        for record in self.queries:
+            row = [record.qid, record.query, record.relevant]
+            row += [round(self.metrics[s][record.qid][m], 6) for s in stages for m in METRICS]
+            if self.has_reranking:
+                row += [
+                    round(self.metrics["reranked"][record.qid][m] - self.metrics["bi_encoder"][record.qid][m], 6)
+                    for m in METRICS
+                ]
+            writer.writerow(row)
+        return out.getvalue()
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Evaluation:
+        data = dict(data)
+        data["queries"] = [QueryRecord(**q) for q in data["queries"]]
+        data["candidates"] = [Candidate(**c) for c in data["candidates"]]
+        return cls(**data)
+
+
+def evaluate(
+    dataset: JudgedDataset,
+    encoder,
+    store,
+    reranker: Reranker | None,
+    *,
+    k: int = 100,
+    rerank_depth: int | None = None,
+    doc_key: Callable[[Chunk], str] = lambda chunk: chunk.doc_id,
+    progress: EvalProgress | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    reranker_error: str | None = None,
+    settings: dict | None = None,
+) -> Evaluation:
+    """Run both stages on every judged query of ``dataset`` against an index that holds its corpus."""
+    depth = k if rerank_depth is None else max(0, min(rerank_depth, k))
+    qids = sorted(dataset.queries, key=_natural)
+    started = time.perf_counter()
+    texts = [dataset.queries[q] for q in qids]
+    query_vectors = encoder.encode(texts) if texts else np.zeros((0, 1))
+    timings = {"embed_queries": time.perf_counter() - started, "search": 0.0, "rerank": 0.0}
+
+    records: list[QueryRecord] = []
+    candidates: list[Candidate] = []
+    cancelled = False
+    chunk_limit = min(k * CHUNKS_PER_DOCUMENT, MILVUS_MAX_LIMIT)
+    for done, (qid, vector) in enumerate(zip(qids, query_vectors)):
+        if should_stop():
+            cancelled = True
+            break
+        t0 = time.perf_counter()
+        hits: list[Hit] = store.search(vector, chunk_limit)
+        timings["search"] += time.perf_counter() - t0
+        documents = maxp((doc_key(hit.chunk), hit.score) for hit in hits)[:k]
+        bi_run = strictly_decreasing(documents)
+
+        reranked_run = None
+        if reranker is not None:
+            t0 = time.perf_counter()
+            reranked_run, scored = _rerank_documents(dataset.queries[qid], hits, documents, depth, reranker, doc_key)
+            timings["rerank"] += time.perf_counter() - t0
+            judged = dataset.qrels[qid]
+            candidates.extend(Candidate(qid, doc, p, judged.get(doc)) for doc, p in scored)
+        relevant = sum(rel > 0 for rel in dataset.qrels[qid].values())
+        records.append(QueryRecord(qid, dataset.queries[qid], relevant, bi_run, reranked_run))
+        if progress:
+            progress(done + 1, len(qids))
+
+    evaluated: Qrels = {r.qid: dataset.qrels[r.qid] for r in records}
+    metrics = {"bi_encoder": per_query_metrics(evaluated, {r.qid: r.bi_encoder for r in records})}
+    if reranker is not None:
+        metrics["reranked"] = per_query_metrics(evaluated, {r.qid: r.reranked for r in records})
+    timings["total"] = time.perf_counter() - started
+    return Evaluation(
+        dataset=dataset.name,
+        settings={"k": k, "rerank_depth": depth if reranker else 0, **(settings or {})},
+        queries=records,
+        metrics=metrics,
+        candidates=candidates,
+        timings_s=timings,
+        problems=list(dataset.problems),
+        skipped=dict(dataset.skipped),
+        cancelled=cancelled,
+        reranker_error=reranker_error,
+    )
+
+
+def _rerank_documents(
+    query: str,
+    hits: list[Hit],
+    documents: list[tuple[str, float]],
+    depth: int,
+    reranker: Reranker,
+    doc_key: Callable[[Chunk], str],
+) -> tuple[dict[str, float], list[tuple[str, float]]]:
+    """Rescore every retrieved chunk of the top ``depth`` documents; documents below keep their order."""
+    top = {doc for doc, _ in documents[:depth]}
+    chunks = [hit.chunk for hit in hits if doc_key(hit.chunk) in top]
+    logits = reranker.score(query, [c.text for c in chunks])
+    reranked = maxp((doc_key(c), float(x)) for c, x in zip(chunks, logits))
+    probability = dict(zip((d for d, _ in reranked), reranker.probability(np.array([s for _, s in reranked]))))
+    floor = min((s for _, s in reranked), default=0.0)
+    # Below the rerank depth, the bi-encoder's order, scored under every reranked document.
+    tail = [(doc, floor - 1.0 - i) for i, (doc, _) in enumerate(documents[depth:])]
+    return strictly_decreasing(reranked + tail), [(doc, float(probability[doc])) for doc, _ in reranked]
+
+
+def _natural(qid: str):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", qid)]
+
+
+class EvaluationStore:
+    """Past evaluations saved as JSON in the workspace, for comparing runs on the same dataset."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def save(self, evaluation: Evaluation) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stamp = evaluation.created_at.replace(":", "").replace("-", "").replace("+0000", "Z")
+        path = self.folder / f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', evaluation.dataset)}.json"
+        path.write_text(json.dumps(evaluation.to_json()), encoding="utf-8")
+        return path
+
+    def list(self) -> list[Path]:
+        return sorted(self.folder.glob("*.json"), reverse=True) if self.folder.is_dir() else []
+
+    def load(self, path: Path) -> Evaluation:
+        return Evaluation.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
