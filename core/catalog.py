@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from core.locking import locked
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class Catalog:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False)
+        self._lock = threading.Lock()
         self._db.executescript(
             """
             CREATE TABLE IF NOT EXISTS files (
@@ -35,16 +39,20 @@ class Catalog:
         )
         self._db.commit()
 
+    @locked
     def get(self, source: str) -> IndexedFile | None:
         row = self._db.execute("SELECT * FROM files WHERE source = ?", (source,)).fetchone()
         return IndexedFile(*row) if row else None
 
+    @locked
     def files(self) -> list[IndexedFile]:
         return [IndexedFile(*row) for row in self._db.execute("SELECT * FROM files ORDER BY indexed_at DESC, source")]
 
+    @locked
     def chunk_ids(self, source: str) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT chunk_id FROM chunks WHERE source = ?", (source,))]
 
+    @locked
     def record(self, entry: IndexedFile, chunk_ids: list[str]) -> None:
         with self._db:
             self._db.execute("DELETE FROM chunks WHERE source = ?", (entry.source,))
@@ -55,19 +63,23 @@ class Catalog:
                 "INSERT OR REPLACE INTO chunks VALUES (?, ?)", [(entry.source, cid) for cid in chunk_ids]
             )
 
+    @locked
     def forget(self, source: str) -> None:
         with self._db:
             self._db.execute("DELETE FROM chunks WHERE source = ?", (source,))
             self._db.execute("DELETE FROM files WHERE source = ?", (source,))
 
+    @locked
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    @locked
     def set_meta(self, key: str, value: str) -> None:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    @locked
     def close(self) -> None:
         self._db.close()
 

@@ -6,12 +6,17 @@ and returns character offsets, so every chunk can be traced back to its place in
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 
 from semantic_text_splitter import TextSplitter
 from tokenizers import Tokenizer
 
 from core.parsing import ParsedDocument, ParsedFile
+
+# What the vector store keeps per field (Milvus VARCHAR limits, in bytes).
+MAX_CHUNK_BYTES = 65_535
+MAX_ID_BYTES = 1_024
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class Chunker:
     def chunk_document(self, source: str, document: ParsedDocument) -> list[Chunk]:
         chunks = []
         for section in document.sections:
-            for start, text in self._splitter.chunk_indices(section.text):
+            for start, text in self._pieces(section.text):
                 chunks.append(
                     Chunk(
                         chunk_id=_chunk_id(source, document.doc_id, section.page, len(chunks)),
@@ -76,8 +81,25 @@ class Chunker:
                 )
         return chunks
 
+    def _pieces(self, text: str):
+        """The splitter's chunks, each cut further if it is longer than the index stores.
+
+        A token can stand for any number of characters (a 200 kB run with no spaces is one [UNK]), so
+        the token budget alone does not bound a chunk's size in bytes.
+        """
+        for start, piece in self._splitter.chunk_indices(text):
+            if len(piece.encode()) <= MAX_CHUNK_BYTES:
+                yield start, piece
+                continue
+            step = MAX_CHUNK_BYTES // 4  # characters: at most 4 bytes each in UTF-8
+            for offset in range(0, len(piece), step):
+                yield start + offset, piece[offset : offset + step]
+
 
 def _chunk_id(source: str, doc_id: str, page: int | None, number: int) -> str:
-    """Readable and stable: the same file chunked the same way gets the same ids."""
+    """Readable and stable: the same file chunked the same way gets the same ids; hashed when too long."""
     where = source if doc_id == source else f"{source}#{doc_id}"
-    return f"{where}" + (f"@p{page}" if page is not None else "") + f":{number}"
+    readable = f"{where}" + (f"@p{page}" if page is not None else "") + f":{number}"
+    if len(readable.encode()) <= MAX_ID_BYTES:
+        return readable
+    return f"{source[:100]}…{hashlib.sha256(readable.encode()).hexdigest()[:32]}:{number}"

@@ -119,7 +119,8 @@ def _index(args, workspace) -> int:
                     "files": [r.__dict__ for r in summary.reports],
                     "embedded": summary.embedded,
                     "seconds": summary.seconds,
-                    "chunks_per_s": summary.chunks_per_second,
+                    "embed_seconds": summary.embed_seconds,
+                    "embedded_per_s": summary.embedded_per_second,
                 },
                 indent=2,
             )

@@ -72,9 +72,5 @@ class Settings:
         return self.milvus_uri or str(self.workspace / "milvus.db")
 
     @property
-    def uses_milvus_server(self) -> bool:
-        return bool(self.milvus_uri) and not self.milvus_uri.endswith(".db")
-
-    @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)

@@ -11,6 +11,10 @@ DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half
 def resolve_device(requested: str = "auto") -> str:
     """auto picks cuda, then Apple's mps, then cpu; anything else is passed through to torch."""
     requested = (requested or "auto").lower()
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} was asked for, but this torch build sees no CUDA GPU; use auto or cpu")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' was asked for, but Apple's Metal backend is not available; use auto or cpu")
     if requested != "auto":
         return requested
     if torch.cuda.is_available():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +34,11 @@ class BiEncoder:
         from sentence_transformers import SentenceTransformer
 
         self.model_id = model_id
-        self.device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, self.device)
+        try:
+            self.device = resolve_device(device)
+            torch_dtype = resolve_dtype(dtype, self.device)
+        except ValueError as exc:
+            raise BiEncoderLoadError(f"bi-encoder {model_id}: {exc}") from exc
         self.dtype = dtype_name(torch_dtype)
         path = resolve_bi_encoder_path(model_id)
         try:
@@ -54,6 +58,8 @@ class BiEncoder:
         self.max_seq_length = int(self.model.max_seq_length)
         # How many texts this instance has run through the model: the embedding cache's tests read it.
         self.texts_encoded = 0
+        # One model serves every browser session; its fast tokenizer is not safe to share across threads.
+        self._lock = threading.Lock()
 
     @property
     def tokenizer(self):
@@ -71,13 +77,14 @@ class BiEncoder:
         started = time.perf_counter()
         for start in range(0, len(texts), batch_size):
             positions = order[start : start + batch_size]
-            vectors[positions] = self.model.encode(
-                [texts[i] for i in positions],
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            with self._lock:
+                vectors[positions] = self.model.encode(
+                    [texts[i] for i in positions],
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
             self.texts_encoded += len(positions)
             if progress:
                 done = start + len(positions)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from core.embedding import BiEncoder, Progress
+from core.locking import locked
 
 
 def text_key(model_id: str, text: str) -> str:
@@ -23,9 +25,11 @@ class EmbeddingCache:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False)
+        self._lock = threading.Lock()
         self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, dim INTEGER, vector BLOB)")
         self._db.commit()
 
+    @locked
     def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         for start in range(0, len(keys), 500):  # SQLite limits bound parameters per statement
@@ -37,6 +41,7 @@ class EmbeddingCache:
                 found[key] = np.frombuffer(blob, dtype=np.float32)
         return found
 
+    @locked
     def put_many(self, keys: list[str], vectors: np.ndarray) -> None:
         rows = [
             (key, int(vector.shape[0]), np.asarray(vector, dtype=np.float32).tobytes())
@@ -45,9 +50,11 @@ class EmbeddingCache:
         self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", rows)
         self._db.commit()
 
+    @locked
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
 
+    @locked
     def close(self) -> None:
         self._db.close()
 

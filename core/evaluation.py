@@ -24,11 +24,10 @@ from core.chunking import Chunk
 from core.datasets import JudgedDataset, Qrels
 from core.metrics import METRICS, Lift, lift, mean_metrics, per_query_metrics, strictly_decreasing
 from core.reranker import Reranker
-from core.vector_store import Hit
+from core.vector_store import MAX_SEARCH_LIMIT, Hit
 
 # Chunks fetched per wanted document: documents span several chunks, and k counts documents.
 CHUNKS_PER_DOCUMENT = 4
-MILVUS_MAX_LIMIT = 16_384
 
 EvalProgress = Callable[[int, int], None]  # (queries done, total)
 
@@ -180,7 +179,7 @@ def evaluate(
     records: list[QueryRecord] = []
     candidates: list[Candidate] = []
     cancelled = False
-    chunk_limit = min(k * CHUNKS_PER_DOCUMENT, MILVUS_MAX_LIMIT)
+    chunk_limit = min(k * CHUNKS_PER_DOCUMENT, MAX_SEARCH_LIMIT)
     for done, (qid, vector) in enumerate(zip(qids, query_vectors)):
         if should_stop():
             cancelled = True

@@ -20,6 +20,7 @@ SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".docx", ".html", ".ht
 # Columns a CSV's text most likely lives in, in order of preference, when the user has not picked one.
 LIKELY_TEXT_COLUMNS = ("text", "content", "body", "passage", "document", "abstract", "description")
 LIKELY_ID_COLUMNS = ("_id", "id", "doc_id", "docid")
+MAX_DOC_ID_BYTES = 512
 
 
 class IngestError(Exception):
@@ -182,7 +183,7 @@ def _parse_csv(source: str, text: str, text_column: str | None) -> ParsedFile:
     header = reader.fieldnames or []
     if not header:
         raise IngestError(source, "CSV has no header row")
-    column = text_column or _guess_column(header, LIKELY_TEXT_COLUMNS) or header[0]
+    column = text_column or guess_text_column(header)
     if column not in header:
         raise IngestError(source, f"CSV has no column {column!r}; columns: {', '.join(header)}")
     id_column = _guess_column(header, LIKELY_ID_COLUMNS)
@@ -205,6 +206,11 @@ def _parse_csv(source: str, text: str, text_column: str | None) -> ParsedFile:
     if rows == 0:
         raise IngestError(source, "CSV has a header but no rows")
     return ParsedFile(source, _dedupe_ids(documents, warnings), warnings)
+
+
+def guess_text_column(header: list[str]) -> str:
+    """The column a CSV's text most likely lives in: a usual name, else the first column."""
+    return _guess_column(header, LIKELY_TEXT_COLUMNS) or header[0]
 
 
 def _guess_column(header: list[str], candidates: tuple[str, ...]) -> str | None:
@@ -269,6 +275,9 @@ def _dedupe_ids(documents: list[ParsedDocument], warnings: list[str]) -> list[Pa
     seen: set[str] = set()
     unique = []
     for document in documents:
+        if len(document.doc_id.encode()) > MAX_DOC_ID_BYTES:
+            warnings.append(f"id {document.doc_id[:40]!r}… is longer than {MAX_DOC_ID_BYTES} bytes; skipped")
+            continue
         if document.doc_id in seen:
             warnings.append(f"duplicate id {document.doc_id!r}: later copy skipped")
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ class KnownModel:
 KNOWN_MODELS = {
     "zeroentropy/zerank-2-reranker": KnownModel(
         params=4.02e9,
-        license="cc-by-nc-4.0 per its model card (non-commercial; commercial use needs a ZeroEntropy licence)",
+        license="released under cc-by-nc-4.0 (non-commercial); check the model card for the current terms",
         note="Qwen3 4B, bf16 weights of about 8 GB, 32k-token context",
     ),
 }
@@ -69,6 +70,8 @@ class Reranker:
         # Measured throughput of this process, for estimates before the next call.
         self.pairs_scored = 0
         self.seconds_scoring = 0.0
+        # One model serves every browser session; scoring is serialised (it saturates the device anyway).
+        self._lock = threading.Lock()
 
     @property
     def probability_label(self) -> str:
@@ -81,16 +84,17 @@ class Reranker:
 
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        started = time.perf_counter()
-        scores = self.model.predict(
-            [(query, text) for text in texts],
-            batch_size=batch_size,
-            activation_fn=torch.nn.Identity(),
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        self.seconds_scoring += time.perf_counter() - started
-        self.pairs_scored += len(texts)
+        with self._lock:
+            started = time.perf_counter()
+            scores = self.model.predict(
+                [(query, text) for text in texts],
+                batch_size=batch_size,
+                activation_fn=torch.nn.Identity(),
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            self.seconds_scoring += time.perf_counter() - started
+            self.pairs_scored += len(texts)
         return np.asarray(scores, dtype=np.float32).reshape(-1)
 
     def count_over_window(self, query: str, texts: list[str], template_tokens: int = 32) -> int:
@@ -101,12 +105,15 @@ class Reranker:
         """
         if not self.max_length or not texts:
             return 0
+        query_tokens = self.count_tokens(query)
+        return sum(query_tokens + self.count_tokens(text) + template_tokens > self.max_length for text in texts)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in the reranker's own tokenizer (a rough count if it has none)."""
         tokenizer = getattr(self.model[0], "tokenizer", None)
         if tokenizer is None:
-            return 0
-        query_tokens = len(tokenizer(query, add_special_tokens=False)["input_ids"])
-        lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        return sum(query_tokens + n + template_tokens > self.max_length for n in lengths)
+            return len(text.split())
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def probability(self, logits: np.ndarray) -> np.ndarray:
         return sigmoid(logits, self.temperature)
@@ -121,8 +128,13 @@ def load_reranker(model_id: str, device: str = "auto", dtype: str = "auto") -> R
     import torch
     from sentence_transformers import CrossEncoder
 
-    resolved_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, resolved_device)
+    try:
+        resolved_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, resolved_device)
+    except ValueError as exc:
+        raise RerankerLoadError(
+            model_id, str(exc), "Pick another device or dtype in the sidebar (or RERANK_DEVICE)"
+        ) from exc
     local = Path(model_id).expanduser()
     is_local = local.exists()
     if not is_local and (model_id.startswith((".", "/", "~")) or os.sep in model_id.strip("/").replace("/", "", 1)):
@@ -145,8 +157,14 @@ def load_reranker(model_id: str, device: str = "auto", dtype: str = "auto") -> R
     except Exception as exc:  # the hub, transformers and torch raise many unrelated types here
         raise _explain(model_id, exc, is_local, resolved_device) from exc
 
+    if getattr(model, "num_labels", 1) != 1:
+        raise RerankerLoadError(
+            model_id,
+            f"it outputs {model.num_labels} scores per pair (a classifier), not one relevance score",
+            "Pick a reranker with a single relevance output",
+        )
     _ensure_generation_prompt(model)
-    temperature = ZERANK_TEMPERATURE if _is_single_token_logit_model(model) else 1.0
+    temperature = probability_temperature(model_id, model)
     return Reranker(model, model_id, resolved_device, dtype_name(torch_dtype), temperature, _license(model_id, local))
 
 
@@ -206,10 +224,17 @@ def _ensure_generation_prompt(model) -> None:
     chat.setdefault("add_generation_prompt", True)
 
 
-def _is_single_token_logit_model(model) -> bool:
+def probability_temperature(model_id: str, model) -> float:
+    """5 for zerank models (their "Yes" logit is calibrated as sigmoid(logit / 5)), else 1.
+
+    RERANK_PROB_TEMPERATURE overrides it, for another model whose card documents its own scale.
+    """
     from sentence_transformers.cross_encoder.modules import LogitScore
 
-    return any(isinstance(module, LogitScore) and module.false_token_id is None for module in model)
+    if os.environ.get("RERANK_PROB_TEMPERATURE"):
+        return float(os.environ["RERANK_PROB_TEMPERATURE"])
+    single_token = any(isinstance(m, LogitScore) and m.false_token_id is None for m in model)
+    return ZERANK_TEMPERATURE if single_token and "zerank" in model_id.lower() else 1.0
 
 
 def _license(model_id: str, local: Path) -> str | None:

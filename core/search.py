@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from core.chunking import Chunk
@@ -136,20 +135,23 @@ def first_stage(
 
 def add_reranking(result: SearchResult, reranker: Reranker) -> SearchResult:
     """Rerank the first ``rerank_depth`` candidates in place; a failure keeps the first stage's results."""
-    depth = max(0, min(result.rerank_depth, len(result.bi_encoder)))
+    candidates = result.bi_encoder[: max(0, result.rerank_depth)]
+    if not candidates:
+        why = "the rerank depth is 0" if result.bi_encoder else "the bi-encoder found no candidates"
+        return skip_reranking(result, f"Nothing to rerank: {why}.")
     result.reranker = reranker.model_id
     result.probability_label = reranker.probability_label
     result.reranker_error = None
-    started = time.perf_counter()
-    candidates = result.bi_encoder[:depth]
-    result.reranker_truncated = reranker.count_over_window(result.query, [c.chunk.text for c in candidates])
     try:
+        result.reranker_truncated = reranker.count_over_window(result.query, [c.chunk.text for c in candidates])
+        started = time.perf_counter()
         result.reranked = rerank(result.query, candidates, reranker)
+        elapsed = (time.perf_counter() - started) * 1000
     except Exception as exc:  # e.g. out of memory on a long batch
         result.reranked = []
         result.reranker_error = f"reranking with {reranker.model_id} failed: {type(exc).__name__}: {exc}"
-    elapsed = (time.perf_counter() - started) * 1000
-    result.timings_ms["total"] += elapsed - result.timings_ms.get("rerank", 0.0)
+        return result
+    result.timings_ms["total"] = result.timings_ms.get("total", 0.0) - result.timings_ms.get("rerank", 0.0) + elapsed
     result.timings_ms["rerank"] = elapsed
     return result
 
@@ -181,13 +183,11 @@ def confirm_above_seconds() -> float:
     return float(os.environ.get("RERANK_CONFIRM_SECONDS", "15"))
 
 
-def estimate_rerank_seconds(
-    result: SearchResult, reranker: Reranker, count_tokens: Callable[[str], int]
-) -> tuple[int, float]:
+def estimate_rerank_seconds(result: SearchResult, reranker: Reranker) -> tuple[int, float]:
     """How many pairs the second stage will score, and about how long it will take."""
-    n_pairs = min(result.rerank_depth, len(result.bi_encoder))
-    counted = [count_tokens(item.chunk.text) for item in result.bi_encoder[:n_pairs]]
-    tokens = (sum(counted) / len(counted) if counted else 0) + count_tokens(result.query) + 16
+    n_pairs = max(0, min(result.rerank_depth, len(result.bi_encoder)))
+    counted = [reranker.count_tokens(item.chunk.text) for item in result.bi_encoder[:n_pairs]]
+    tokens = (sum(counted) / len(counted) if counted else 0) + reranker.count_tokens(result.query) + 16
     return n_pairs, estimate_seconds(n_pairs, tokens, reranker.params, reranker.measured_pairs_per_second)
 
 

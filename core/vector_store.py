@@ -14,13 +14,13 @@ from typing import Protocol
 
 import numpy as np
 
-from core.chunking import Chunk
+from core.chunking import MAX_CHUNK_BYTES, MAX_ID_BYTES, Chunk
 
 CHUNK_FIELDS = ("chunk_id", "source", "doc_id", "title", "page", "start", "end", "text")
-# Milvus VARCHAR lengths are in bytes; chunk text is bounded by the token budget, far below this.
-MAX_TEXT_BYTES = 65535
-MAX_ID_BYTES = 1024
-NO_PAGE = 0  # Milvus has no NULL for INT64 here; pages are 1-based, so 0 means "not paged"
+NO_PAGE = 0
+MAX_SEARCH_LIMIT = (
+    16_384  # Milvus's top-k ceiling  # Milvus has no NULL for INT64 here; pages are 1-based, so 0 means "not paged"
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class MilvusVectorStore:
         schema.add_field("page", DataType.INT64)
         schema.add_field("start", DataType.INT64)
         schema.add_field("end", DataType.INT64)
-        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_CHUNK_BYTES)
         index = self._client.prepare_index_params()
         params = {"M": 16, "efConstruction": 200} if self.index_type == "HNSW" else {}
         index.add_index("vector", index_type=self.index_type, metric_type="COSINE", params=params)
@@ -112,7 +112,8 @@ class MilvusVectorStore:
         for chunk, vector in zip(chunks, vectors, strict=True):
             row = chunk.to_dict()
             row["page"] = chunk.page if chunk.page is not None else NO_PAGE
-            row["title"] = _clip(row["title"], MAX_ID_BYTES)
+            for name in ("title", "source", "doc_id"):
+                row[name] = _clip(row[name], MAX_ID_BYTES)
             row["vector"] = np.asarray(vector, dtype=np.float32).tolist()
             rows.append(row)
         for start in range(0, len(rows), 1000):
@@ -125,6 +126,7 @@ class MilvusVectorStore:
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         if k <= 0:
             return []
+        k = min(k, MAX_SEARCH_LIMIT)
         params = {"metric_type": "COSINE", "params": {"ef": max(k, 64)} if self.index_type == "HNSW" else {}}
         result = self._client.search(
             self.collection,

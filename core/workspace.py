@@ -8,7 +8,9 @@ re-embedded), then write each file's chunks to the index and the catalog.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,15 +58,19 @@ class FileReport:
 @dataclass
 class IngestSummary:
     reports: list[FileReport]
-    seconds: float
-    embedded: int
+    seconds: float  # end to end: parsing, chunking, embedding and writing
+    embedded: int  # chunks the bi-encoder ran on (the rest came from the cache)
+    embed_seconds: float = 0.0
 
     @property
-    def chunks_per_second(self) -> float:
-        return sum(r.chunks for r in self.reports if r.status == "indexed") / max(self.seconds, 1e-9)
+    def embedded_per_second(self) -> float:
+        """The bi-encoder's throughput on this ingest; cached chunks are not counted as work."""
+        return self.embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
 
 class Workspace:
+    """Shared by every browser session of the app: writes to the index and catalog take a lock."""
+
     def __init__(self, settings: Settings, encoder: BiEncoder, store: VectorStore | None = None):
         self.settings = settings
         self.encoder = encoder
@@ -73,6 +79,7 @@ class Workspace:
         self.catalog = Catalog(self.folder / "catalog.sqlite")
         self.cache = EmbeddingCache(self.folder / "embeddings.sqlite")
         self._check_model()
+        self._check_index()
         self.store = store or MilvusVectorStore(
             settings.resolved_milvus_uri,
             dim=encoder.dim,
@@ -81,6 +88,18 @@ class Workspace:
             token=settings.milvus_token,
         )
         self.chunker = Chunker(encoder.tokenizer, settings.chunk_tokens, settings.chunk_overlap)
+        self._lock = threading.RLock()
+
+    def _check_index(self) -> None:
+        """The catalog describes one index: opening it against another URI or collection would lie."""
+        index = f"{self.settings.resolved_milvus_uri}|{self.settings.collection}"
+        recorded = self.catalog.get_meta("index")
+        if recorded is not None and recorded != index and self.catalog.files():
+            raise VectorStoreError(
+                f"the catalog in {self.folder} describes the index {recorded.replace('|', ', collection ')}, "
+                f"not {index.replace('|', ', collection ')}; use another workspace (RERANK_WORKSPACE) for that index"
+            )
+        self.catalog.set_meta("index", index)
 
     def _check_model(self) -> None:
         built_with = self.catalog.get_meta("bi_encoder")
@@ -139,22 +158,30 @@ class Workspace:
         chunk_overlap: int | None = None,
     ) -> IngestSummary:
         """Index ``inputs``; chunk size and overlap default to the workspace settings."""
+        with self._lock:
+            return self._ingest(inputs, progress, self.chunker_for(chunk_tokens, chunk_overlap))
+
+    def _ingest(self, inputs: list[FileInput], progress: Progress | None, chunker: Chunker) -> IngestSummary:
         started = time.perf_counter()
-        chunker = self.chunker_for(chunk_tokens, chunk_overlap)
         chunking = self._chunking_key(chunker)
         reports: list[FileReport] = []
         pending: list[tuple[FileReport, list[Chunk], str, int]] = []
+        names = Counter(item.name for item in inputs)
         for item in inputs:
             report = FileReport(item.name, "indexed")
             reports.append(report)
-            content_hash = hashlib.sha256(item.data + f"\x00{chunking}\x00{item.csv_text_column}".encode()).hexdigest()
+            if names[item.name] > 1:
+                report.status, report.error = "error", "another file in this upload has the same name; rename one"
+                continue
+            csv_column = item.csv_text_column if item.name.lower().endswith(".csv") else None
+            content_hash = hashlib.sha256(item.data + f"\x00{chunking}\x00{csv_column}".encode()).hexdigest()
             previous = self.catalog.get(item.name)
             if previous and previous.content_hash == content_hash:
                 report.status, report.documents, report.chunks = "unchanged", previous.documents, previous.chunks
                 continue
             try:
                 parsed = parse_file(
-                    item.name, item.data, max_bytes=self.settings.max_file_bytes, csv_text_column=item.csv_text_column
+                    item.name, item.data, max_bytes=self.settings.max_file_bytes, csv_text_column=csv_column
                 )
                 chunks = chunker.chunk_file(parsed)
             except IngestError as exc:
@@ -167,7 +194,14 @@ class Workspace:
             pending.append((report, chunks, content_hash, len(item.data)))
 
         all_chunks = [chunk for _, chunks, _, _ in pending for chunk in chunks]
-        vectors, fresh = embed_with_cache(self.encoder, self.cache, [c.text for c in all_chunks], progress)
+        embed_started = time.perf_counter()
+        try:
+            vectors, fresh = embed_with_cache(self.encoder, self.cache, [c.text for c in all_chunks], progress)
+        except Exception as exc:  # e.g. out of memory on the GPU: every pending file says so, none is half-written
+            for report, *_ in pending:
+                report.status, report.error = "error", f"could not be embedded ({type(exc).__name__}: {exc})"
+            return IngestSummary(reports, time.perf_counter() - started, 0)
+        embed_seconds = time.perf_counter() - embed_started
 
         offset = 0
         for report, chunks, content_hash, size in pending:
@@ -181,14 +215,21 @@ class Workspace:
                     "error",
                     f"could not be written to the index ({type(exc).__name__}: {exc})",
                 )
-        return IngestSummary(reports, time.perf_counter() - started, int(fresh.sum()))
+        return IngestSummary(reports, time.perf_counter() - started, int(fresh.sum()), embed_seconds)
 
     def _replace(
         self, report: FileReport, chunks: list[Chunk], vectors: np.ndarray, content_hash: str, size: int, chunking: str
     ) -> None:
         # Upsert first, then drop chunk ids the new version no longer has: the file is never half-missing.
         old_ids = set(self.catalog.chunk_ids(report.source))
-        self.store.upsert(chunks, vectors)
+        try:
+            self.store.upsert(chunks, vectors)
+        except Exception:
+            # Batches written before the failure would be orphans the catalog cannot list or delete.
+            orphans = sorted({c.chunk_id for c in chunks} - old_ids)
+            if orphans:
+                self.store.delete(orphans)
+            raise
         stale = sorted(old_ids - {c.chunk_id for c in chunks})
         if stale:
             self.store.delete(stale)
@@ -205,10 +246,11 @@ class Workspace:
 
     def delete(self, source: str) -> int:
         """Remove a file's chunks from the index; returns how many chunks went."""
-        ids = self.catalog.chunk_ids(source)
-        self.store.delete(ids)
-        self.catalog.forget(source)
-        return len(ids)
+        with self._lock:
+            ids = self.catalog.chunk_ids(source)
+            self.store.delete(ids)
+            self.catalog.forget(source)
+            return len(ids)
 
     def close(self) -> None:
         self.store.close()

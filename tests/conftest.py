@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
-# Tests never reach the network: the hub client must fail fast instead of retrying.
+# Tests never reach the network: the hub client must fail fast instead of retrying. And they never see
+# this machine's Hugging Face cache: a cached zerank-2 would turn the "cannot load" tests into 8 GB loads.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf-home-")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

@@ -129,6 +129,37 @@ def test_search_page_opens_query_from_url(app_env):
     assert at.text_input(key="search_query").value == "legitimate interest under GDPR"
     assert at.number_input(key="search_k").value == 15
     assert "Bi-encoder" in _texts(at.subheader)
+    assert "legal/gdpr-legitimate-interests.md" in _texts(at.markdown)[1]  # the first row's source line
+
+
+def test_a_link_to_another_query_replaces_the_shown_results(app_env):
+    _load_demo()
+    at = _search(_page("views/search.py"), "force majeure clause")
+    assert "legal/force-majeure-clauses.md" in _texts(at.markdown)[1]
+    # Home's suggested-query links carry ?q=…; following one must show that query's results, not the old ones.
+    at.query_params["q"] = QUERY
+    at.switch_page("views/home.py").run()
+    at.switch_page("views/search.py").run()
+    assert at.text_input(key="search_query").value == QUERY
+    assert "finance/ipo-lock-up-period.md" in _texts(at.markdown)[1]
+
+
+def test_rerank_depth_zero_says_so(app_env):
+    _load_demo()
+    at = _page("views/search.py")
+    at.text_input(key="search_query").set_value(QUERY)
+    at.number_input(key="search_depth").set_value(0)
+    next(b for b in at.button if b.label == "Search").click().run()
+    assert not at.exception
+    assert "rerank depth is 0" in " ".join(_texts(at.warning))
+    assert "cosine" in " ".join(_texts(at.markdown))
+
+
+def test_empty_index_search_is_a_message(app_env):
+    at = _search(_page("views/search.py"), QUERY)
+    assert not at.exception
+    assert "found no candidates" in " ".join(_texts(at.warning))
+    assert any("index is empty" in t for t in _texts(at.info))
 
 
 def test_unloadable_bi_encoder_is_a_message_not_a_stack_trace(app_env, monkeypatch):

@@ -393,3 +393,25 @@ def test_whitespace_only_section_gives_no_chunks(encoder):
     document = ParsedDocument("w.txt", "w.txt", [Section("   \n\n\t  "), Section("Real words here.", page=None)])
     chunks = chunker.chunk_document("w.txt", document)
     assert [c.text for c in chunks] == ["Real words here."]
+
+
+def test_a_chunk_never_exceeds_what_the_index_stores(encoder):
+    from core.chunking import MAX_CHUNK_BYTES, Chunker
+    from core.parsing import ParsedDocument, Section
+
+    # One "word" of 200,000 characters is a single [UNK] token: the token budget alone would not cut it.
+    text = "intro words here " + "x" * 200_000 + " outro"
+    chunker = Chunker(encoder.tokenizer, 256, 32)
+    chunks = chunker.chunk_document("blob.txt", ParsedDocument("blob.txt", "", [Section(text)]))
+    assert all(len(c.text.encode()) <= MAX_CHUNK_BYTES for c in chunks)
+    assert all(text[c.start : c.end] == c.text for c in chunks)
+    assert "".join(c.text for c in chunks if "x" in c.text).count("x") == 200_000
+
+
+def test_very_long_names_get_short_ids(encoder):
+    from core.chunking import MAX_ID_BYTES, Chunker
+    from core.parsing import ParsedDocument, Section
+
+    name = "deep/" * 300 + "file.txt"
+    chunks = Chunker(encoder.tokenizer, 256, 32).chunk_document(name, ParsedDocument(name, "", [Section("Some text.")]))
+    assert len(chunks[0].chunk_id.encode()) <= MAX_ID_BYTES

@@ -144,3 +144,10 @@ def test_pairs_over_the_window_are_counted(reranker):
     window = reranker.max_length
     assert reranker.count_over_window(QUERY, ["short text"]) == 0
     assert reranker.count_over_window(QUERY, ["short text", "word " * (window + 10)]) == 1
+
+
+def test_unavailable_device_is_a_clear_error(tiny_zerank_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RerankerLoadError, match="no CUDA GPU"):
+        load_reranker(str(tiny_zerank_path), device="cuda")

@@ -99,3 +99,51 @@ def test_folder_ingest_names_files_relative_to_the_folder(workspace, tmp_path):
     (folder / "notes.txt").write_text("Plain notes.")
     summary = workspace.ingest_paths([folder])
     assert sorted(r.source for r in summary.reports) == ["legal/gdpr.md", "notes.txt"]
+
+
+class FailingStore:
+    """A real Milvus store whose second upsert batch fails, as a server that drops mid-write would."""
+
+    def __init__(self, store):
+        self.store, self.dim = store, store.dim
+
+    def upsert(self, chunks, vectors):
+        half = len(chunks) // 2
+        self.store.upsert(chunks[:half], vectors[:half])
+        raise ConnectionError("server went away")
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_failed_write_leaves_no_orphans_and_keeps_other_files(settings, encoder):
+    from core.vector_store import MilvusVectorStore
+
+    real = MilvusVectorStore(str(settings.workspace / "milvus.db"), encoder.dim)
+    ws = Workspace(settings, encoder, store=FailingStore(real))
+    long_text = "\n\n".join(f"Section {i} on liquidity coverage ratios and stress tests." * 10 for i in range(8))
+    report = ws.ingest([FileInput("basel.md", long_text.encode())]).reports[0]
+    assert report.status == "error" and "server went away" in report.error
+    assert real.count() == 0 and ws.files() == []
+    ws.close()
+
+
+def test_duplicate_names_in_one_upload_are_rejected(workspace):
+    reports = workspace.ingest(
+        [FileInput("same.txt", b"first version"), FileInput("same.txt", b"second version")]
+    ).reports
+    assert [r.status for r in reports] == ["error", "error"]
+    assert all("same name" in r.error for r in reports)
+    assert workspace.files() == []
+
+
+def test_catalog_refuses_another_index(settings, encoder):
+    import pytest
+
+    from core.vector_store import VectorStoreError
+
+    ws = Workspace(settings, encoder)
+    ws.ingest([FileInput("a.txt", GOOD_TEXT.encode())])
+    ws.close()
+    with pytest.raises(VectorStoreError, match="another workspace"):
+        Workspace(settings.with_(collection="other"), encoder)

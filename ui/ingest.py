@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.workspace import FileReport, IngestSummary
+from core.demo import DEMO_CORPUS
+from core.workspace import FileReport, IngestSummary, Workspace
+
+LAST_INGEST = "last_ingest"
 
 
 def progress_callback(bar):
@@ -16,13 +19,31 @@ def progress_callback(bar):
     return update
 
 
+def run_ingest(start, label: str = "Reading and chunking…") -> None:
+    """Run ``start(progress)`` under a progress bar and keep its summary for the next reruns."""
+    bar = st.progress(0.0, text=label)
+    st.session_state[LAST_INGEST] = start(progress_callback(bar))
+    bar.empty()
+
+
+def load_demo(workspace: Workspace, **options) -> None:
+    run_ingest(lambda progress: workspace.ingest_paths([DEMO_CORPUS], progress, **options))
+
+
+def show_last_ingest() -> None:
+    if LAST_INGEST in st.session_state:
+        with st.container(border=True):
+            show_summary(st.session_state[LAST_INGEST])
+
+
 def show_summary(summary: IngestSummary) -> None:
     indexed = sum(r.status == "indexed" for r in summary.reports)
     unchanged = sum(r.status == "unchanged" for r in summary.reports)
     failed = sum(r.status == "error" for r in summary.reports)
+    speed = f" at {summary.embedded_per_second:.0f} chunks/s" if summary.embedded else ""
     st.write(
-        f"**{indexed} indexed, {unchanged} unchanged, {failed} failed** · {summary.embedded} chunks embedded "
-        f"in {summary.seconds:.1f} s" + (f" ({summary.chunks_per_second:.0f} chunks/s)" if indexed else "")
+        f"**{indexed} indexed, {unchanged} unchanged, {failed} failed** · {summary.embedded} chunks embedded"
+        f"{speed} · {summary.seconds:.1f} s in all (parsing, embedding, writing)"
     )
     for report in summary.reports:
         show_report(report)

@@ -43,8 +43,8 @@ def bi_encoder_column(result: SearchResult, show: int) -> None:
         _row(f"**#{item.rank}** · cosine **{item.score:.3f}**", item.chunk, result.query)
 
 
-def reranked_column(result: SearchResult, show: int, reranker_name: str) -> None:
-    st.subheader(f"Reranked by {reranker_name.split('/')[-1]}")
+def reranked_column(result: SearchResult, show: int) -> None:
+    st.subheader(f"Reranked by {result.reranker.rstrip('/').split('/')[-1]}" if result.reranker else "Reranked")
     if result.reranker_error:
         st.warning(result.reranker_error, icon="⚠️")
         return

@@ -14,7 +14,13 @@ NO_RERANKER = "none"
 
 def settings_sidebar() -> Settings:
     """Render the settings (defaults from the environment, see README) and keep them for the pages."""
-    base = Settings.from_env()
+    try:
+        base = Settings.from_env()
+    except ValueError as exc:  # e.g. RERANK_CHUNK_TOKENS=abc
+        st.sidebar.error(f"A setting in the environment is invalid ({exc}); using the defaults.")
+        base = Settings()
+    devices = DEVICES if base.device in DEVICES else [base.device, *DEVICES]  # e.g. RERANK_DEVICE=cuda:1
+    dtypes = DTYPES if base.dtype in DTYPES else [base.dtype, *DTYPES]  # e.g. RERANK_DTYPE=bf16
     with st.sidebar:
         st.header("Models")
         bi_encoder = st.text_input(
@@ -26,13 +32,11 @@ def settings_sidebar() -> Settings:
             key="reranker_id",
             help="CrossEncoder id or local path; 'none' for the bi-encoder alone",
         )
-        device = st.selectbox(
-            "Device", DEVICES, DEVICES.index(base.device) if base.device in DEVICES else 0, key="device"
-        )
+        device = st.selectbox("Device", devices, devices.index(base.device), key="device")
         dtype = st.selectbox(
             "Dtype",
-            DTYPES,
-            DTYPES.index(base.dtype) if base.dtype in DTYPES else 0,
+            dtypes,
+            dtypes.index(base.dtype),
             key="dtype",
             help="auto: bf16 where supported, fp16 on other GPUs, fp32 on CPU",
         )
@@ -54,7 +58,7 @@ def settings_sidebar() -> Settings:
 
 def current_settings() -> Settings:
     """The settings the sidebar rendered in this run (app.py renders it before any page)."""
-    return st.session_state.get("settings") or Settings.from_env()
+    return st.session_state.get("settings") or Settings()
 
 
 def reranker_enabled(settings: Settings) -> bool:

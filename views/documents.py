@@ -3,12 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from core.config import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS
+from core.config import DEFAULT_CHUNK_TOKENS
 from core.demo import DEMO_CORPUS
-from core.parsing import SUPPORTED_SUFFIXES, IngestError, csv_columns
+from core.parsing import SUPPORTED_SUFFIXES, IngestError, csv_columns, guess_text_column
 from core.workspace import FileInput
 from ui import resources
-from ui.ingest import progress_callback, show_summary
+from ui.ingest import LAST_INGEST, load_demo, run_ingest, show_last_ingest
 from ui.sidebar import current_settings
 
 settings = current_settings()
@@ -27,7 +27,7 @@ with st.expander("Chunking", expanded=False):
         step=16,
         help=f"{encoder.model_id} reads at most {window} tokens; the default {DEFAULT_CHUNK_TOKENS} fits that window.",
     )
-    overlap = st.slider("Overlap (tokens)", 0, min(256, size - 1), min(DEFAULT_CHUNK_OVERLAP, size - 1), step=8)
+    overlap = st.slider("Overlap (tokens)", 0, min(256, size - 1), min(settings.chunk_overlap, size - 1), step=8)
     if size > window:
         st.warning(
             f"Chunks of up to {size} tokens are longer than the {window}-token window of {encoder.model_id}: "
@@ -43,35 +43,31 @@ uploads = st.file_uploader(
 )
 
 csv_choice: dict[str, str | None] = {}
-for upload in uploads or []:
+for number, upload in enumerate(uploads or []):
     if upload.name.lower().endswith(".csv"):
         try:
             columns = csv_columns(upload.name, upload.getvalue())
         except IngestError as exc:
             st.error(str(exc))
             continue
-        guess = next((c for c in columns if c.strip().lower() in ("text", "content", "body")), columns[0])
-        csv_choice[upload.name] = st.selectbox(f"Text column of {upload.name}", columns, index=columns.index(guess))
+        csv_choice[upload.name] = st.selectbox(
+            f"Text column of {upload.name}",
+            columns,
+            index=columns.index(guess_text_column(columns)),
+            key=f"csv_column_{number}_{upload.name}",
+        )
 
 col_index, col_demo = st.columns([1, 1])
 index_clicked = col_index.button(f"Index {len(uploads or [])} file(s)", type="primary", disabled=not uploads)
 demo_clicked = col_demo.button("Load the demo corpus", help=f"Index data/demo ({DEMO_CORPUS})")
 
-if index_clicked or demo_clicked:
-    bar = st.progress(0.0, text="Reading and chunking…")
-    progress = progress_callback(bar)
-    options = {"chunk_tokens": size, "chunk_overlap": overlap}
-    if index_clicked:
-        inputs = [FileInput(u.name, u.getvalue(), csv_choice.get(u.name)) for u in uploads]
-        summary = workspace.ingest(inputs, progress, **options)
-    else:
-        summary = workspace.ingest_paths([DEMO_CORPUS], progress, **options)
-    bar.empty()
-    st.session_state["last_ingest"] = summary
-
-if "last_ingest" in st.session_state:
-    with st.container(border=True):
-        show_summary(st.session_state["last_ingest"])
+options = {"chunk_tokens": size, "chunk_overlap": overlap}
+if index_clicked:
+    inputs = [FileInput(u.name, u.getvalue(), csv_choice.get(u.name)) for u in uploads]
+    run_ingest(lambda progress: workspace.ingest(inputs, progress, **options))
+elif demo_clicked:
+    load_demo(workspace, **options)
+show_last_ingest()
 
 st.subheader("Indexed files")
 files = workspace.files()
@@ -96,9 +92,13 @@ else:
         "Delete a file from the index", [f.source for f in files], index=None, placeholder="Choose a file"
     )
     if st.button("Delete", disabled=doomed is None):
-        removed = workspace.delete(doomed)
-        st.session_state.pop("last_ingest", None)
-        st.session_state["deleted"] = f"Deleted {doomed} ({removed} chunks)."
-        st.rerun()
+        try:
+            removed = workspace.delete(doomed)
+        except Exception as exc:  # e.g. a Milvus server that stopped answering
+            st.error(f"{doomed} could not be deleted: {type(exc).__name__}: {exc}", icon="⚠️")
+        else:
+            st.session_state.pop(LAST_INGEST, None)
+            st.session_state["deleted"] = f"Deleted {doomed} ({removed} chunks)."
+            st.rerun()
 if "deleted" in st.session_state:
     st.success(st.session_state.pop("deleted"))

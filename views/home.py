@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.demo import DEMO_CORPUS, suggested_queries
 from ui import resources
-from ui.ingest import progress_callback, show_summary
+from ui.ingest import load_demo, show_last_ingest
 from ui.sidebar import current_settings
 
 settings = current_settings()
@@ -23,11 +23,8 @@ if st.button(
     type="primary",
     help=f"Index the {sum(1 for _ in DEMO_CORPUS.rglob('*.md'))} documents in data/demo",
 ):
-    bar = st.progress(0.0, text="Reading files…")
-    st.session_state["demo_summary"] = workspace.ingest_paths([DEMO_CORPUS], progress_callback(bar))
-    bar.empty()
-if "demo_summary" in st.session_state:
-    show_summary(st.session_state["demo_summary"])
+    load_demo(workspace)
+show_last_ingest()
 
 files = workspace.files()
 left, right = st.columns(2)

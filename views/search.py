@@ -22,18 +22,45 @@ settings = current_settings()
 workspace = resources.workspace(settings)
 
 
-def _int_param(name: str, default: int) -> int:
+MAX_K = 1000
+
+
+def _int_param(name: str, default: int, low: int) -> int:
     try:
-        return int(st.query_params.get(name, default))
+        return max(low, min(int(st.query_params.get(name, default)), MAX_K))
     except ValueError:
         return default
 
 
-# The URL is the source of truth on the first run, so a shared link opens the same view.
-if "search_query" not in st.session_state:
-    st.session_state["search_query"] = st.query_params.get("q", "")
-    st.session_state["search_k"] = max(1, min(_int_param("k", DEFAULT_K), 1000))
-    st.session_state["search_depth"] = max(0, min(_int_param("depth", DEFAULT_RERANK_DEPTH), 1000))
+def _search(query: str, k: int, depth: int) -> None:
+    """A new first stage; the reranker runs below. The URL records the view so it can be shared."""
+    st.query_params.update({"q": query, "k": str(k), "depth": str(depth)})
+    try:
+        result = first_stage(query, workspace.encoder, workspace.store, k, depth)
+    except Exception as exc:  # the index went away, a server stopped answering…
+        st.error(f"The search failed: {type(exc).__name__}: {exc}", icon="⚠️")
+        st.stop()
+    st.session_state.update(result=result, result_settings=signature, confirmed=False, recorded=False)
+
+
+signature = (settings.bi_encoder, settings.reranker, settings.device, settings.dtype)
+shown = st.session_state.get("result")
+url_query = st.query_params.get("q", "").strip()
+url_view = (url_query, _int_param("k", DEFAULT_K, 1), _int_param("depth", DEFAULT_RERANK_DEPTH, 0))
+
+# A link or a shared URL that asks for another view than the one shown wins; coming back to the page
+# without one shows the last result again, with its own query and depths in the form.
+if url_query and (shown is None or (shown.query, shown.k, shown.rerank_depth) != url_view):
+    st.session_state.update(search_query=url_view[0], search_k=url_view[1], search_depth=url_view[2])
+    _search(*url_view)
+elif shown is not None and "search_query" not in st.session_state:
+    st.session_state.update(search_query=shown.query, search_k=shown.k, search_depth=shown.rerank_depth)
+    st.query_params.update({"q": shown.query, "k": str(shown.k), "depth": str(shown.rerank_depth)})
+elif shown is not None and st.session_state.get("result_settings") != signature:
+    _search(shown.query, shown.k, shown.rerank_depth)  # the models changed: the old rankings are stale
+st.session_state.setdefault("search_query", "")
+st.session_state.setdefault("search_k", DEFAULT_K)
+st.session_state.setdefault("search_depth", DEFAULT_RERANK_DEPTH)
 
 st.title("Search")
 suggestions = [item["query"] for item in suggested_queries()]
@@ -48,24 +75,17 @@ if suggestions:
 with st.form("search"):
     query = st.text_input("Query", key="search_query", placeholder="Ask something about your documents")
     left, right = st.columns(2)
-    k = left.number_input("Retrieval depth k (bi-encoder candidates)", 1, 1000, key="search_k")
+    k = left.number_input("Retrieval depth k (bi-encoder candidates)", 1, MAX_K, key="search_k")
     depth = right.number_input(
         "Candidates sent to the reranker",
         0,
-        1000,
+        MAX_K,
         key="search_depth",
         help="The top N of the k candidates are rescored",
     )
     submitted = st.form_submit_button("Search", type="primary")
-
-url_query = st.query_params.get("q", "")
-fresh_from_url = url_query and "result" not in st.session_state
-if (submitted and query.strip()) or fresh_from_url:
-    run_query = query.strip() or url_query
-    st.query_params.update({"q": run_query, "k": str(int(k)), "depth": str(int(depth))})
-    st.session_state["result"] = first_stage(run_query, workspace.encoder, workspace.store, int(k), int(depth))
-    st.session_state["confirmed"] = False
-    st.session_state["recorded"] = False
+if submitted and query.strip():
+    _search(query.strip(), int(k), int(depth))
 
 result = st.session_state.get("result")
 if result is None:
@@ -91,7 +111,7 @@ elif pending and reranker is None:
     skip_reranking(result, f"{load_error.reason}. {load_error.advice}. Showing the bi-encoder's ranking only.")
     st.session_state["reranker_failed"] = load_error.model_id
 elif pending:
-    n_pairs, estimate = estimate_rerank_seconds(result, reranker, workspace.chunker.count_tokens)
+    n_pairs, estimate = estimate_rerank_seconds(result, reranker)
     slow = reranker.device == "cpu" and estimate > confirm_above_seconds()
     if slow and not st.session_state.get("confirmed"):
         st.warning(
@@ -123,7 +143,7 @@ left, right = st.columns(2)
 with left:
     bi_encoder_column(result, show)
 with right:
-    reranked_column(result, show, settings.reranker)
+    reranked_column(result, show)
 
 st.subheader("Latency")
 timings = result.timings_ms
