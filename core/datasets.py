@@ -32,13 +32,18 @@ class JudgedDataset:
 def read_qrels(path: Path) -> tuple[Qrels, list[str], Counter]:
     """Qrels in BEIR TSV (``query-id corpus-id score``, header optional) or TREC (``qid 0 docid rel``)."""
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot be read ({exc})") from None
+    return parse_qrels(text, str(path))
+
+
+def parse_qrels(text: str, name: str) -> tuple[Qrels, list[str], Counter]:
+    """As ``read_qrels``, from text; ``name`` is what messages call the file."""
     qrels: Qrels = {}
     problems: list[str] = []
     skipped: Counter = Counter()
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -47,7 +52,7 @@ def read_qrels(path: Path) -> tuple[Qrels, list[str], Counter]:
         elif len(fields) == 4:
             qid, _iteration, docid, grade = fields
         else:
-            problems.append(f"{path} line {number}: expected 3 columns (BEIR) or 4 (TREC), got {len(fields)}; skipped")
+            problems.append(f"{name} line {number}: expected 3 columns (BEIR) or 4 (TREC), got {len(fields)}; skipped")
             skipped["qrels lines malformed"] += 1
             continue
         try:
@@ -55,12 +60,12 @@ def read_qrels(path: Path) -> tuple[Qrels, list[str], Counter]:
         except ValueError:
             if number == 1:  # a header such as "query-id corpus-id score"
                 continue
-            problems.append(f"{path} line {number}: relevance {grade!r} is not a number; skipped")
+            problems.append(f"{name} line {number}: relevance {grade!r} is not a number; skipped")
             skipped["qrels lines malformed"] += 1
             continue
         qrels.setdefault(qid, {})[docid] = value
     if not qrels:
-        raise DatasetError(f"{path}: no judgments (the file is empty or has only a header)")
+        raise DatasetError(f"{name}: no judgments (the file is empty or has only a header)")
     return qrels, problems, skipped
 
 
@@ -160,21 +165,15 @@ def _validated(name, folder, corpus, queries, qrels, problems, skipped, qrels_fi
     return JudgedDataset(name, folder, corpus, judged_queries, kept, problems, skipped)
 
 
-def dataset_from_labels(
-    name: str, folder: Path, queries: dict[str, str], qrels: Qrels, known_docs: set[str]
-) -> JudgedDataset:
+def dataset_from_labels(name: str, folder: Path, queries: dict[str, str], qrels: Qrels) -> JudgedDataset:
     """The user's own labelled queries over the explorer's index, as a dataset (corpus: the index itself)."""
-    problems: list[str] = []
     skipped: Counter = Counter()
     kept = {}
     for qid, judged in qrels.items():
-        present = {doc: rel for doc, rel in judged.items() if doc in known_docs}
-        if len(present) < len(judged):
-            skipped["judgments of documents no longer indexed"] += len(judged) - len(present)
-        if qid in queries and any(rel > 0 for rel in present.values()):
-            kept[qid] = present
+        if qid in queries and any(rel > 0 for rel in judged.values()):
+            kept[qid] = dict(judged)
         else:
             skipped["queries with no relevant document"] += 1
     if not kept:
         raise DatasetError("no labelled query has a document labelled relevant (1-3) yet")
-    return JudgedDataset(name, folder, folder, {q: queries[q] for q in kept}, kept, problems, skipped)
+    return JudgedDataset(name, folder, folder, {q: queries[q] for q in kept}, kept, [], skipped)

@@ -235,10 +235,15 @@ def _rerank_documents(
     logits = reranker.score(query, [c.text for c in chunks])
     reranked = maxp((doc_key(c), float(x)) for c, x in zip(chunks, logits))
     probability = dict(zip((d for d, _ in reranked), reranker.probability(np.array([s for _, s in reranked]))))
-    floor = min((s for _, s in reranked), default=0.0)
-    # Below the rerank depth, the bi-encoder's order, scored under every reranked document.
-    tail = [(doc, floor - 1.0 - i) for i, (doc, _) in enumerate(documents[depth:])]
-    return strictly_decreasing(reranked + tail), [(doc, float(probability[doc])) for doc, _ in reranked]
+    return reranked_then_rest(reranked, documents), [(doc, float(probability[doc])) for doc, _ in reranked]
+
+
+def reranked_then_rest(reranked: list[tuple[str, float]], first_stage: list[tuple[str, float]]) -> dict[str, float]:
+    """The reranked documents, then the first stage's other documents in its order, scored below them."""
+    seen = {doc for doc, _ in reranked}
+    floor = min((score for _, score in reranked), default=0.0)
+    rest = [doc for doc, _ in first_stage if doc not in seen]
+    return strictly_decreasing(reranked + [(doc, floor - 1.0 - i) for i, doc in enumerate(rest)])
 
 
 def _natural(qid: str):
