@@ -29,41 +29,56 @@ class JudgedDataset:
     skipped: Counter = field(default_factory=Counter)
 
 
-def read_qrels(path: Path) -> tuple[Qrels, list[str], Counter]:
+def read_qrels(path: Path, line_numbers: dict | None = None) -> tuple[Qrels, list[str], Counter]:
     """Qrels in BEIR TSV (``query-id corpus-id score``, header optional) or TREC (``qid 0 docid rel``)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot be read ({exc})") from None
-    return parse_qrels(text, str(path))
+    return parse_qrels(text, str(path), line_numbers)
 
 
-def parse_qrels(text: str, name: str) -> tuple[Qrels, list[str], Counter]:
-    """As ``read_qrels``, from text; ``name`` is what messages call the file."""
+def parse_qrels(text: str, name: str, line_numbers: dict | None = None) -> tuple[Qrels, list[str], Counter]:
+    """As ``read_qrels``, from text; ``name`` is what messages call the file.
+
+    ``line_numbers``, when given, is filled with the line of each ``(qid, docid)`` judgment, so that
+    later checks (a query or document the dataset lacks) can point at the line too.
+    """
     qrels: Qrels = {}
     problems: list[str] = []
     skipped: Counter = Counter()
+    first = True
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
+        header_line, first = first, False
+        if "\t" in line:  # BEIR TSV: a tab separates the columns, so a document id may contain spaces
+            tab_fields = [f.strip() for f in line.split("\t") if f.strip()]
+            if len(tab_fields) in (3, 4):
+                fields = tab_fields
         if len(fields) == 3:
             qid, docid, grade = fields
         elif len(fields) == 4:
             qid, _iteration, docid, grade = fields
+        elif len(fields) > 4 and "\t" not in line:  # TREC, spaces in the document id (as write_qrels writes)
+            qid, _iteration, rest = line.split(None, 2)
+            docid, grade = rest.rsplit(None, 1)
         else:
             problems.append(f"{name} line {number}: expected 3 columns (BEIR) or 4 (TREC), got {len(fields)}; skipped")
             skipped["qrels lines malformed"] += 1
             continue
         try:
             value = int(float(grade))
-        except ValueError:
-            if number == 1:  # a header such as "query-id corpus-id score"
+        except (ValueError, OverflowError):  # OverflowError: "inf"
+            if header_line:  # a header such as "query-id corpus-id score"
                 continue
             problems.append(f"{name} line {number}: relevance {grade!r} is not a number; skipped")
             skipped["qrels lines malformed"] += 1
             continue
         qrels.setdefault(qid, {})[docid] = value
+        if line_numbers is not None:
+            line_numbers[(qid, docid)] = number
     if not qrels:
         raise DatasetError(f"{name}: no judgments (the file is empty or has only a header)")
     return qrels, problems, skipped
@@ -116,7 +131,10 @@ def find_corpus(folder: Path) -> Path:
     """corpus.jsonl, or the folder named by dataset.json's "corpus" (the demo judgments use ../demo)."""
     manifest = folder / "dataset.json"
     if manifest.is_file():
-        corpus = (folder / json.loads(manifest.read_text(encoding="utf-8"))["corpus"]).resolve()
+        try:
+            corpus = (folder / json.loads(manifest.read_text(encoding="utf-8"))["corpus"]).resolve()
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DatasetError(f'{manifest}: not a JSON object naming a "corpus" folder ({exc!r})') from None
     else:
         corpus = folder / "corpus.jsonl"
     if not corpus.exists():
@@ -133,28 +151,36 @@ def load_dataset(folder: Path, split: str = "test", qrels_path: Path | None = No
     if not queries_path.is_file():
         raise DatasetError(f"{folder}: no queries.jsonl")
     qrels_file = qrels_path or find_qrels(folder, split)
-    qrels, problems, skipped = read_qrels(qrels_file)
+    lines: dict[tuple[str, str], int] = {}
+    qrels, problems, skipped = read_qrels(qrels_file, lines)
     queries, query_problems = read_queries(queries_path)
     problems.extend(query_problems)
-    return _validated(folder.name, folder, corpus, queries, qrels, problems, skipped, qrels_file, queries_path)
+    if query_problems:
+        skipped["queries lines malformed"] += len(query_problems)
+    return _validated(folder.name, folder, corpus, queries, qrels, problems, skipped, qrels_file, queries_path, lines)
 
 
-def _validated(name, folder, corpus, queries, qrels, problems, skipped, qrels_file, queries_path) -> JudgedDataset:
+def _validated(
+    name, folder, corpus, queries, qrels, problems, skipped, qrels_file, queries_path, lines
+) -> JudgedDataset:
     known_docs = corpus_ids(corpus)
     kept: Qrels = {}
     for qid, judged in qrels.items():
         if qid not in queries:
-            problems.append(f"{qrels_file}: query {qid!r} is not in {queries_path.name}; its judgments are skipped")
+            first = min(lines.get((qid, doc), 0) for doc in judged)
+            problems.append(
+                f"{qrels_file} line {first}: query {qid!r} is not in {queries_path.name}; "
+                f"its {len(judged)} judgment(s) are skipped"
+            )
             skipped["queries not in queries file"] += 1
             continue
         present = {doc: rel for doc, rel in judged.items() if doc in known_docs}
-        missing = len(judged) - len(present)
-        if missing:
-            examples = ", ".join(repr(d) for d in sorted(set(judged) - set(present))[:3])
+        for doc in sorted(set(judged) - set(present), key=lambda d: lines.get((qid, d), 0)):
             problems.append(
-                f"{qrels_file}: query {qid!r} judges {missing} document(s) the corpus lacks ({examples}); skipped"
+                f"{qrels_file} line {lines.get((qid, doc), '?')}: document {doc!r} (query {qid!r}) "
+                "is not in the corpus; skipped"
             )
-            skipped["judgments of documents not in corpus"] += missing
+            skipped["judgments of documents not in corpus"] += 1
         if not any(rel > 0 for rel in present.values()):
             skipped["queries with no relevant document"] += 1
             continue

@@ -60,7 +60,7 @@ class LabelStore:
         if grade is None:
             judged.pop(document, None)
         else:
-            judged[document] = grade
+            judged[document] = int(grade)  # True would be written as "True", which no reader takes
         queries[qid] = " ".join(query.split())
         self._write({q: j for q, j in qrels.items() if j}, queries)
 
