@@ -10,6 +10,7 @@ pages = st.navigation(
         st.Page("views/home.py", title="Home", icon="🏠", default=True),
         st.Page("views/documents.py", title="Documents", icon="📄"),
         st.Page("views/search.py", title="Search", icon="🔎"),
+        st.Page("views/evaluate.py", title="Evaluate", icon="📊"),
     ]
 )
 settings_sidebar()

@@ -51,3 +51,76 @@ def latency_figure(history: list[dict]) -> go.Figure:
         barmode="stack", title="Latency per query (ms)", yaxis_title="ms", height=320, margin={"t": 50, "b": 20}
     )
     return figure
+
+
+def per_query_lift_figure(evaluation, metric: str = "ndcg@10") -> go.Figure:
+    """Reranked minus bi-encoder per query, sorted: where reranking helped (right) and hurt (left)."""
+    before, after = evaluation.metrics["bi_encoder"], evaluation.metrics["reranked"]
+    texts = {q.qid: q.query for q in evaluation.queries}
+    rows = sorted(((after[q][metric] - before[q][metric], q) for q in after), key=lambda r: r[0])
+    figure = go.Figure(
+        go.Bar(
+            x=[q for _, q in rows],
+            y=[d for d, _ in rows],
+            marker_color=[UP if d > 0 else DOWN if d < 0 else SAME for d, _ in rows],
+            customdata=[texts.get(q, "")[:80] for _, q in rows],
+            hovertemplate="%{x}: %{customdata}<br>lift %{y:+.3f}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=f"{metric} lift per query (reranked − bi-encoder), sorted",
+        xaxis={"type": "category", "showticklabels": len(rows) <= 60, "title": "query"},
+        yaxis_title=f"Δ {metric}",
+        height=360,
+        margin={"t": 50, "b": 20},
+    )
+    return figure
+
+
+def probability_histogram_figure(groups: dict[str, list[float]]) -> go.Figure:
+    """Reranker probabilities of candidates, by judgment."""
+    figure = go.Figure()
+    colours = {"relevant": UP, "judged not relevant": DOWN, "unjudged": SAME}
+    for name, values in groups.items():
+        if values:
+            figure.add_trace(
+                go.Histogram(
+                    x=values, name=f"{name} ({len(values)})", xbins={"start": 0, "end": 1, "size": 0.05},
+                    marker_color=colours.get(name), opacity=0.7,
+                )
+            )  # fmt: skip
+    figure.update_layout(
+        barmode="overlay",
+        title="Reranker probability of each reranked candidate",
+        xaxis={"title": "P(relevant)", "range": [0, 1]},
+        yaxis_title="candidates",
+        height=340,
+        margin={"t": 50, "b": 20},
+    )
+    return figure
+
+
+def reliability_figure(bins) -> go.Figure:
+    """Observed fraction relevant against mean predicted probability per bin; the diagonal is perfect."""
+    filled = [b for b in bins if b.count]
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": SAME}, name="perfect"))
+    figure.add_trace(
+        go.Scatter(
+            x=[b.mean_probability for b in filled],
+            y=[b.fraction_relevant for b in filled],
+            mode="lines+markers",
+            marker={"size": [6 + 24 * (b.count / max(f.count for f in filled)) ** 0.5 for b in filled]},
+            customdata=[b.count for b in filled],
+            hovertemplate="p≈%{x:.2f}: %{y:.0%} relevant (%{customdata} candidates)<extra></extra>",
+            name="reranker",
+        )
+    )
+    figure.update_layout(
+        title="Reliability: is p = 0.8 relevant 80% of the time?",
+        xaxis={"title": "mean predicted probability", "range": [0, 1]},
+        yaxis={"title": "fraction judged relevant", "range": [0, 1]},
+        height=360,
+        margin={"t": 50, "b": 20},
+    )
+    return figure

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -78,3 +79,59 @@ def describe(settings: Settings, encoder: BiEncoder, reranker: Reranker | None, 
         "chunk_tokens": workspace.chunker.max_tokens,
         "chunk_overlap": workspace.chunker.overlap,
     }
+
+
+UPLOADED = "uploaded-datasets"
+
+
+def dataset_folders(settings: Settings) -> list[Path]:
+    """Judged datasets on offer: the demo judgments, ../shared/datasets, RERANK_DATASETS, uploads."""
+    from core.demo import DATA_DIR
+
+    roots = [DATA_DIR.parent.parent / "shared" / "datasets", settings.workspace / UPLOADED]
+    roots += [Path(p) for p in os.environ.get("RERANK_DATASETS", "").split(os.pathsep) if p]
+    folders = [DATA_DIR / "judgments"]
+    for root in roots:
+        if root.is_dir():
+            folders += sorted(p for p in root.iterdir() if (p / "queries.jsonl").is_file())
+    return folders
+
+
+def save_uploaded_dataset(settings: Settings, name: str, corpus: bytes, queries: bytes, qrels: bytes) -> Path:
+    """Write an uploaded dataset in BEIR layout under the workspace, where ``dataset_folders`` finds it."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip()) or "dataset"
+    folder = settings.workspace / UPLOADED / slug
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    (folder / "corpus.jsonl").write_bytes(corpus)
+    (folder / "queries.jsonl").write_bytes(queries)
+    (folder / "qrels" / "test.tsv").write_bytes(qrels)
+    return folder
+
+
+def run_label_evaluation(
+    workspace: Workspace,
+    reranker: Reranker | None,
+    *,
+    k: int,
+    rerank_depth: int | None,
+    reranker_error: str | None = None,
+    progress: EvalProgress | None = None,
+) -> Evaluation:
+    """The user's labelled queries, evaluated on the explorer's own index."""
+    from core.datasets import dataset_from_labels
+    from core.labels import LabelStore, document_key
+
+    labels = LabelStore(workspace.folder)
+    dataset = dataset_from_labels("my labels", workspace.folder, labels.queries(), labels.qrels())
+    return evaluate(
+        dataset,
+        workspace.encoder,
+        workspace.store,
+        reranker,
+        k=k,
+        rerank_depth=rerank_depth,
+        doc_key=document_key,
+        progress=progress,
+        reranker_error=reranker_error,
+        settings=describe(workspace.settings, workspace.encoder, reranker, workspace),
+    )

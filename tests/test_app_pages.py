@@ -182,3 +182,34 @@ def test_slow_reranking_on_cpu_waits_for_the_user(app_env, monkeypatch):
     go.click().run()
     assert not at.exception
     assert "P(relevant)" in " ".join(_texts(at.markdown))
+
+
+def test_labels_on_the_search_page_give_ndcg_of_both_columns(app_env):
+    _load_demo()
+    at = _search(_page("views/search.py"), QUERY)
+    assert not any(m.label.startswith("NDCG@10") for m in at.metric)
+    # Label the first bi-encoder result "highly relevant" (3).
+    control = next(c for c in at.get("button_group") if c.key.startswith("label_bi_"))
+    control.set_value("3").run()
+    assert not at.exception
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["NDCG@10 bi-encoder"] == "1.000"
+    assert labels["NDCG@10 reranked"] not in ("—", None)
+    # The label is in the workspace as TREC qrels.
+    qrels = (app_env / "workspace" / "labels.qrels").read_text().split()
+    assert qrels[1:] == ["0", "finance/ipo-lock-up-period.md", "3"]
+
+
+def test_evaluate_page_runs_the_demo_judgments(app_env):
+    at = _page("views/evaluate.py")
+    assert not at.exception
+    at.number_input[0].set_value(10)  # k
+    at.number_input[1].set_value(3)  # rerank depth
+    next(b for b in at.button if b.label == "Run the evaluation").click().run()
+    assert not at.exception
+    table = at.dataframe[1].value  # [0] lists past runs, [1] the metrics of the one shown
+    assert list(table["metric"]) == ["ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"]
+    assert {"bi-encoder", "reranked", "lift", "95% CI (bootstrap)", "p (randomization)"} <= set(table.columns)
+    assert len(at.get("plotly_chart")) == 3  # per-query lift, probability histogram, reliability
+    assert len(at.get("download_button")) == 3
+    assert (app_env / "workspace" / "evaluations").is_dir()

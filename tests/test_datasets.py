@@ -400,3 +400,15 @@ def test_write_qrels_round_trips_document_ids_with_spaces():
 def test_beir_tsv_document_ids_with_spaces():
     parsed, problems, _ = parse_qrels("query-id\tcorpus-id\tscore\nq1\tmy doc.md\t1\nq1\t0\tother doc.md\t2\n", "x")
     assert parsed == {"q1": {"my doc.md": 1, "other doc.md": 2}} and problems == []
+
+
+def test_unknown_query_and_document_messages_name_their_line(tmp_path):
+    folder = tmp_path / "lines"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text('{"_id": "d1", "text": "one"}\n{"_id": "d2", "text": "two"}\n')
+    (folder / "queries.jsonl").write_text('{"_id": "q1", "text": "first"}\n')
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\tghost\t1\nq9\td2\t1\n")
+    dataset = load_dataset(folder)
+    assert dataset.qrels == {"q1": {"d1": 1}}
+    assert any("line 3" in p and "'ghost'" in p for p in dataset.problems)
+    assert any("line 4" in p and "'q9'" in p for p in dataset.problems)

@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.charts import latency_figure, rank_movement_figure
 from core.demo import suggested_queries
+from core.labels import LabelStore, ndcg_at_10
 from core.reranker import format_params, format_seconds
 from core.search import (
     DEFAULT_K,
@@ -138,12 +139,22 @@ if done and not st.session_state.get("recorded"):
     st.session_state.setdefault("history", []).append({"query": result.query, **result.timings_ms})
     st.session_state["recorded"] = True
 
+labels = LabelStore(workspace.folder)
+given = labels.labels_for(result.query)
+if given:
+    bi_ndcg, re_ndcg = ndcg_at_10(result, given)
+    judged = f"{len(given)} document(s) labelled for this query"
+    cols = st.columns([1, 1, 2])
+    cols[0].metric("NDCG@10 bi-encoder", f"{bi_ndcg:.3f}")
+    cols[1].metric("NDCG@10 reranked", f"{re_ndcg:.3f}" if re_ndcg is not None else "—")
+    cols[2].caption(f"From your labels ({judged}); unlabelled documents count as not relevant.")
+
 show = st.radio("Rows shown", [10, 20, 50], horizontal=True, key="rows_shown")
 left, right = st.columns(2)
 with left:
-    bi_encoder_column(result, show)
+    bi_encoder_column(result, show, labels)
 with right:
-    reranked_column(result, show)
+    reranked_column(result, show, labels)
 
 st.subheader("Latency")
 timings = result.timings_ms

@@ -1,0 +1,99 @@
+"""Showing one evaluation: metrics and lift, per-query chart, calibration, exports."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from core.calibration import expected_calibration_error, precision_recall_at, reliability, split_by_judgment
+from core.charts import per_query_lift_figure, probability_histogram_figure, reliability_figure
+from core.evaluation import Evaluation
+from core.metrics import METRICS
+
+THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+
+
+def metrics_table(evaluation: Evaluation) -> pd.DataFrame:
+    bi, re = evaluation.means("bi_encoder"), evaluation.means("reranked")
+    rows = []
+    for metric in METRICS:
+        row = {"metric": metric, "bi-encoder": round(bi[metric], 4)}
+        if evaluation.has_reranking:
+            result = evaluation.lift(metric)
+            row |= {
+                "reranked": round(re[metric], 4),
+                "lift": f"{result.mean:+.4f}",
+                "95% CI (bootstrap)": f"{result.ci95[0]:+.4f} … {result.ci95[1]:+.4f}",
+                "p (randomization)": f"{result.p_value:.4f}",
+                "helped / hurt": f"{result.helped} / {result.hurt}",
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def show_evaluation(evaluation: Evaluation, key: str) -> None:
+    settings = evaluation.settings
+    st.markdown(
+        f"**{evaluation.dataset}** · {len(evaluation.queries)} queries · k={settings.get('k')} · "
+        f"rerank depth {settings.get('rerank_depth')} · bi-encoder `{settings.get('bi_encoder')}` · "
+        f"reranker `{settings.get('reranker') or 'none'}` · {evaluation.timings_s.get('total', 0):.1f} s · "
+        f"{evaluation.created_at.replace('T', ' ')}"
+    )
+    if evaluation.cancelled:
+        st.warning("This evaluation was cancelled: the figures cover the queries it finished.")
+    if evaluation.reranker_error:
+        st.info(f"No reranking: {evaluation.reranker_error}")
+    if not evaluation.queries:
+        st.info("No query was evaluated.")
+        return
+    if evaluation.skipped or evaluation.problems:
+        skipped = ", ".join(f"{n} {what}" for what, n in evaluation.skipped.items()) or "nothing skipped"
+        with st.expander(f"Input problems: {skipped}"):
+            st.write("\n".join(f"- {p}" for p in evaluation.problems[:200]) or "No line-level problems.")
+    st.dataframe(metrics_table(evaluation), hide_index=True)
+    st.caption(
+        "Documents are scored by their best chunk (MaxP); metrics are per document id, with trec_eval's graded "
+        "gain. Lift = reranked − bi-encoder per query; CI from 10,000 paired bootstrap resamples of queries; "
+        "p from a two-sided paired randomization test."
+    )
+
+    if evaluation.has_reranking:
+        metric = st.selectbox("Per-query lift of", METRICS, key=f"lift_metric_{key}")
+        st.plotly_chart(per_query_lift_figure(evaluation, metric), key=f"lift_{key}")
+        _calibration(evaluation, key)
+
+    downloads = st.columns(3)
+    downloads[0].download_button(
+        "Bi-encoder run (TREC)", evaluation.trec_run("bi_encoder"), "bi_encoder.run", key=f"dl_bi_{key}"
+    )
+    if evaluation.has_reranking:
+        downloads[1].download_button(
+            "Reranked run (TREC)", evaluation.trec_run("reranked"), "reranked.run", key=f"dl_re_{key}"
+        )
+    downloads[2].download_button(
+        "Per-query metrics (CSV)", evaluation.per_query_csv(), "per_query.csv", key=f"dl_csv_{key}"
+    )
+
+
+def _calibration(evaluation: Evaluation, key: str) -> None:
+    candidates = evaluation.candidates
+    if not candidates:
+        return
+    groups = split_by_judgment(candidates)
+    left, right = st.columns(2)
+    left.plotly_chart(probability_histogram_figure(groups), key=f"hist_{key}")
+    bins = reliability(candidates)
+    right.plotly_chart(reliability_figure(bins), key=f"rel_{key}")
+    ece = expected_calibration_error(bins)
+    st.caption(
+        f"{len(candidates)} reranked candidates: {len(groups['relevant'])} judged relevant, "
+        f"{len(groups['judged not relevant'])} judged not relevant, {len(groups['unjudged'])} unjudged "
+        f"(counted as not relevant in the reliability diagram and below). "
+        + (f"Expected calibration error {ece:.3f}." if not math.isnan(ece) else "")
+    )
+    total_relevant = sum(q.relevant for q in evaluation.queries)
+    table = pd.DataFrame(precision_recall_at(candidates, THRESHOLDS, total_relevant))
+    st.write("Keeping only candidates with P(relevant) ≥ threshold:")
+    st.dataframe(table.round(3), hide_index=True)

@@ -1,0 +1,169 @@
+"""Evaluate: NDCG@10 and friends for both stages on judged queries, and the lift reranking adds."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.datasets import DatasetError, load_dataset
+from core.eval_runner import (
+    dataset_folders,
+    evaluations,
+    run_dataset_evaluation,
+    run_label_evaluation,
+    save_uploaded_dataset,
+)
+from core.labels import LabelStore
+from core.reranker import estimate_seconds, format_seconds
+from ui import resources
+from ui.evaluation import show_evaluation
+from ui.ingest import progress_callback
+from ui.sidebar import current_settings, reranker_enabled
+
+settings = current_settings()
+workspace = resources.workspace(settings)
+store = evaluations(settings)
+
+st.title("Evaluate")
+st.write(
+    "Run both stages on every judged query and measure what reranking adds: NDCG@10, MRR@10, Recall@10/100 and "
+    "MAP@100 per stage, the lift with a 95% confidence interval and a significance test."
+)
+
+FOLDER, UPLOAD, LABELS = "A dataset folder", "Upload a dataset", "My labelled queries"
+source = st.radio("Judged queries", [FOLDER, UPLOAD, LABELS], horizontal=True)
+dataset = None
+if source == FOLDER:
+    folders = dataset_folders(settings)
+    folder = st.selectbox("Dataset (BEIR layout)", folders, format_func=lambda p: f"{p.name} — {p}")
+    try:
+        dataset = load_dataset(folder)
+    except DatasetError as exc:
+        st.error(str(exc), icon="⚠️")
+    else:
+        skipped = ", ".join(f"{n} {what}" for what, n in dataset.skipped.items())
+        st.caption(f"{len(dataset.queries)} judged queries" + (f"; skipped: {skipped}" if skipped else ""))
+        if dataset.problems:
+            with st.expander(f"{len(dataset.problems)} problem(s) in the dataset's files"):
+                st.write("\n".join(f"- {p}" for p in dataset.problems[:200]))
+elif source == UPLOAD:
+    name = st.text_input("Dataset name", "my-dataset")
+    columns = st.columns(3)
+    corpus = columns[0].file_uploader("corpus.jsonl", type=["jsonl"])
+    queries = columns[1].file_uploader("queries.jsonl", type=["jsonl"])
+    qrels = columns[2].file_uploader("qrels (BEIR .tsv or TREC)", type=["tsv", "txt", "qrels"])
+    if st.button("Save the dataset", disabled=not (corpus and queries and qrels)):
+        saved = save_uploaded_dataset(settings, name, corpus.getvalue(), queries.getvalue(), qrels.getvalue())
+        st.success(f"Saved to {saved}; pick it under “{FOLDER}”.")
+else:
+    labels = LabelStore(workspace.folder)
+    labelled = labels.qrels()
+    st.caption(
+        f"{len(labelled)} labelled queries in {workspace.folder} (label results on the Search page). "
+        "They are evaluated on the explorer's own index."
+    )
+    exports = st.columns(2)
+    exports[0].download_button("Export labels (TREC qrels)", labels.export_qrels(), "labels.qrels")
+    exports[1].download_button("Export labelled queries (jsonl)", labels.export_queries(), "labels.queries.jsonl")
+    with st.expander("Import labels"):
+        qrels_file = st.file_uploader("qrels (TREC or BEIR)", type=["qrels", "tsv", "txt"], key="import_qrels")
+        queries_file = st.file_uploader("queries.jsonl (texts of the queries)", type=["jsonl"], key="import_queries")
+        if st.button("Import", disabled=qrels_file is None):
+            try:
+                added, problems = labels.import_qrels(
+                    qrels_file.getvalue().decode("utf-8", errors="replace"),
+                    qrels_file.name,
+                    queries_file.getvalue().decode("utf-8", errors="replace") if queries_file else None,
+                )
+            except DatasetError as exc:
+                st.error(str(exc), icon="⚠️")
+            else:
+                st.success(f"Imported {added} label(s).")
+                for problem in problems[:50]:
+                    st.warning(problem)
+
+left, right = st.columns(2)
+k = left.number_input("Documents retrieved per query (k)", 1, 1000, 100)
+depth = right.number_input("Documents reranked per query", 0, 1000, 20, help="Chunks of the top N documents")
+
+reranker, load_error = (None, None)
+if reranker_enabled(settings) and depth > 0:
+    reranker, load_error = resources.reranker(settings)
+    if load_error:
+        st.warning(f"{load_error.reason}. {load_error.advice}. The evaluation will cover the bi-encoder only.")
+n_queries = len(dataset.queries) if dataset else len(LabelStore(workspace.folder).qrels())
+if reranker is not None and n_queries:
+    # About 1.5 chunks per document and 300 tokens per pair: a rough figure, said to be one.
+    guess = estimate_seconds(int(n_queries * depth * 1.5), 300, reranker.params, reranker.measured_pairs_per_second)
+    if reranker.device == "cpu" and guess > 60:
+        st.warning(f"Reranking may take about {format_seconds(guess)} on the CPU; lower the depth for a quick look.")
+
+if st.session_state.pop("evaluation_running", False):
+    st.warning("The last evaluation was cancelled before it finished; nothing was saved.")
+
+run, cancel = st.columns([1, 5])
+start = run.button("Run the evaluation", type="primary", disabled=not (dataset or source == LABELS))
+cancel.button("Cancel", help="Stops the running evaluation")
+if start:
+    st.session_state["evaluation_running"] = True
+    bar = st.progress(0.0, text="Indexing the corpus…")
+
+    def query_progress(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Query {done}/{total}")
+
+    error = None if reranker else (str(load_error) if load_error else "reranking is off")
+    try:
+        if source == LABELS:
+            evaluation = run_label_evaluation(
+                workspace, reranker, k=int(k), rerank_depth=int(depth), reranker_error=error, progress=query_progress
+            )
+        else:
+            evaluation, _ = run_dataset_evaluation(
+                settings,
+                workspace.encoder,
+                dataset,
+                reranker,
+                k=int(k),
+                rerank_depth=int(depth),
+                reranker_error=error,
+                embed_progress=progress_callback(bar),
+                progress=query_progress,
+            )
+    except DatasetError as exc:
+        st.error(str(exc), icon="⚠️")
+    else:
+        st.session_state["evaluation_shown"] = str(store.save(evaluation))
+    st.session_state["evaluation_running"] = False
+    bar.empty()
+
+st.subheader("Past evaluations")
+paths = store.list()
+if not paths:
+    st.info("No evaluation yet. The demo judgments (data/judgments) run in about a minute on a laptop CPU.")
+    st.stop()
+loaded = {str(p): store.load(p) for p in paths[:50]}
+overview = pd.DataFrame(
+    [
+        {
+            "when (UTC)": e.created_at.replace("T", " ").removesuffix("+00:00"),
+            "dataset": e.dataset,
+            "queries": len(e.queries),
+            "reranker": e.settings.get("reranker") or "none",
+            "k": e.settings.get("k"),
+            "depth": e.settings.get("rerank_depth"),
+            "bi-encoder NDCG@10": round(e.means("bi_encoder")["ndcg@10"], 4) if e.queries else None,
+            "reranked NDCG@10": round(e.means("reranked")["ndcg@10"], 4) if e.has_reranking and e.queries else None,
+            "run": Path(p).name,
+        }
+        for p, e in loaded.items()
+    ]
+)
+st.dataframe(overview, hide_index=True)
+shown = st.session_state.get("evaluation_shown")
+choice = st.selectbox(
+    "Show",
+    list(loaded),
+    index=list(loaded).index(shown) if shown in loaded else 0,
+    format_func=lambda p: Path(p).name,
+)
+show_evaluation(loaded[choice], key=Path(choice).stem)
