@@ -138,3 +138,24 @@ def test_evaluation_json_round_trip():
         timings_s={"total": 1.0}, problems=[], skipped={},
     )  # fmt: skip
     assert Evaluation.from_json(json.loads(json.dumps(evaluation.to_json()))) == evaluation
+
+
+def test_own_labels_are_evaluated_on_the_explorers_index(workspace):
+    from core.demo import DEMO_CORPUS
+    from core.eval_runner import run_label_evaluation
+    from core.labels import LabelStore, ndcg_at_10
+    from core.search import run_search
+
+    workspace.ingest_paths([DEMO_CORPUS])
+    labels = LabelStore(workspace.folder)
+    query = "When does the IPO lock-up period expire?"
+    labels.set_label(query, "finance/ipo-lock-up-period.md", 3)
+    labels.set_label(query, "code/dependency-lock-files.md", 0)
+    labels.set_label("a query with nothing relevant", "legal/fair-use-copyright.md", 0)
+
+    evaluation = run_label_evaluation(workspace, None, k=20, rerank_depth=0, reranker_error="off")
+    assert [q.query for q in evaluation.queries] == [query]
+    assert evaluation.skipped == {"queries with no relevant document": 1}
+    # The same figure the search page shows for this query from the same labels.
+    shown, _ = ndcg_at_10(run_search(query, workspace.encoder, workspace.store, None, k=20), labels.labels_for(query))
+    assert evaluation.means("bi_encoder")["ndcg@10"] == pytest.approx(shown)
