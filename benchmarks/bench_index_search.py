@@ -67,21 +67,32 @@ def main() -> None:
     parser.add_argument("--reranker", default="none")
     parser.add_argument("--rerank-depth", type=int, default=20)
     parser.add_argument("--workspace", help="reuse an index (default: a fresh temporary folder)")
+    parser.add_argument("--no-ingest", action="store_true", help="only time queries on the --workspace index")
+    parser.add_argument("--dtype", default="auto", help="bi-encoder dtype: auto (bf16 where native), float32")
     args = parser.parse_args()
 
     import torch
 
     from core.config import Settings
     from core.embedding import BiEncoder
-    from core.reranker import load_reranker
-    from core.search import add_reranking, first_stage
-    from core.workspace import FileInput, Workspace
+    from core.workspace import Workspace
 
     folder = Path(args.workspace or tempfile.mkdtemp(prefix="bench-"))
-    encoder = BiEncoder()
+    encoder = BiEncoder(dtype=args.dtype)
     workspace = Workspace(Settings(workspace=folder), encoder)
+    print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
+    print(f"embedding path: {encoder.path}")
+    if not args.no_ingest:
+        ingest(workspace, args.chunks)
+    print(f"index: {workspace.store.count()} chunks in {folder}")
+    time_queries(args, encoder, workspace)
+    workspace.close()
 
-    files = build_corpus(args.chunks)
+
+def ingest(workspace, n_chunks: int) -> None:
+    from core.workspace import FileInput
+
+    files = build_corpus(n_chunks)
     last = [0.0]
 
     def progress(done: int, total: int, rate: float) -> None:
@@ -90,15 +101,16 @@ def main() -> None:
             print(f"  embedded {done}/{total} ({rate:.0f} chunks/s)", file=sys.stderr, flush=True)
 
     summary = workspace.ingest([FileInput(f"bench-{i}.jsonl", data) for i, data in enumerate(files)], progress)
-    chunks = workspace.store.count()
-    print(
-        f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, device {encoder.device}"
-    )
-    print(f"index: {chunks} chunks in {folder}")
+    chunks = sum(r.chunks for r in summary.reports)
     print(
         f"ingest: {chunks / summary.seconds:.0f} chunks/s end to end ({summary.seconds:.1f} s: parse, chunk, embed, "
         f"write); embedding alone {summary.embedded_per_second:.0f} chunks/s ({summary.embedded} embedded)"
     )
+
+
+def time_queries(args, encoder, workspace) -> None:
+    from core.reranker import load_reranker
+    from core.search import add_reranking, first_stage
 
     reranker = None if args.reranker == "none" else load_reranker(args.reranker)
     for warm in _queries(3):
@@ -117,7 +129,6 @@ def main() -> None:
             continue
         values = timings[stage]
         print(f"  {stage:12s} p50 {percentile(values, 50):8.1f} ms   p95 {percentile(values, 95):8.1f} ms")
-    workspace.close()
 
 
 if __name__ == "__main__":

@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     _common(evaluate)
 
+    bench = commands.add_parser("bench-embed", help="our embedding path against sentence-transformers fp32")
+    bench.add_argument(
+        "--dataset",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "medline",
+    )
+    bench.add_argument("--docs", type=int, default=400)
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    _common(bench)
+
     listing = commands.add_parser("list", help="list indexed files")
     _common(listing)
     delete = commands.add_parser("delete", help="remove an indexed file")
@@ -86,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "eval":
         return _eval(args, settings)
+    if args.command == "bench-embed":
+        return _bench_embed(args, settings)
     try:
         workspace = _open(settings)
     except (BiEncoderLoadError, VectorStoreError, ValueError) as exc:
@@ -207,6 +219,26 @@ def _eval(args, settings) -> int:
     if summary["skipped"]:
         print("  skipped: " + ", ".join(f"{n} {what}" for what, n in summary["skipped"].items()))
     print(f"  wall time {evaluation.timings_s['total']:.1f} s (+{ingest.seconds:.1f} s indexing); saved {saved}")
+    return 0
+
+
+def _bench_embed(args, settings) -> int:
+    from core.bench_embed import bench_embed
+
+    if not (args.dataset / "corpus.jsonl").is_file():
+        print(f"error: {args.dataset} has no corpus.jsonl", file=sys.stderr)
+        return 2
+    report = bench_embed(args.dataset, args.docs, settings.bi_encoder, settings.dtype)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{report['docs']} documents of {args.dataset.name}, {report['model']}")
+        for side in ("baseline", "engine"):
+            print(f"  {side:8s} {report[side]['docs_per_s']:7.1f} docs/s  ({report[side]['path']})")
+        print(
+            f"  speedup {report['speedup']:.2f}x, cosine to fp32 mean {report['mean_cosine_to_fp32']:.5f}"
+            f" min {report['min_cosine_to_fp32']:.5f}"
+        )
     return 0
 
 

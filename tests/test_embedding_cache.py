@@ -19,7 +19,9 @@ def test_cached_vectors_equal_fresh_ones(tmp_path, encoder):
     second, fresh_second = embed_with_cache(encoder, cache, texts)
     assert encoder.texts_encoded == before and not fresh_second.any()
     np.testing.assert_array_equal(first, second)
-    np.testing.assert_allclose(first, encoder.model.encode(texts, normalize_embeddings=True), atol=1e-5)
+    # Each cached vector belongs to its own text: a fresh encode agrees up to the bf16 path's batch noise.
+    np.testing.assert_allclose(first, encoder.encode(texts), atol=2e-3)
+    assert np.all(np.sum(first * encoder.encode(texts[::-1])[::-1], axis=1) > 0.9999)
     assert len(cache) == 3
 
 

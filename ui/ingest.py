@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.demo import DEMO_CORPUS
+from core.reranker import format_seconds
 from core.workspace import FileReport, IngestSummary, Workspace
 
 LAST_INGEST = "last_ingest"
@@ -13,16 +14,23 @@ LAST_INGEST = "last_ingest"
 def progress_callback(bar):
     def update(done: int, total: int, rate: float) -> None:
         fraction = done / total if total else 1.0
-        speed = f" · {rate:.0f} chunks/s" if rate else ""
+        speed = f" · {rate:.0f} chunks/s · about {format_seconds((total - done) / rate)} left" if rate else ""
         bar.progress(min(fraction, 1.0), text=f"Embedding {done}/{total} chunks{speed}")
 
     return update
 
 
 def run_ingest(start, label: str = "Reading and chunking…") -> None:
-    """Run ``start(progress)`` under a progress bar and keep its summary for the next reruns."""
+    """Run ``start(progress)`` under a progress bar and keep its summary for the next reruns.
+
+    The Stop button works as any click does during a run: Streamlit stops the script. Chunks embedded
+    until then are already in the embedding cache, so indexing the same files again resumes there.
+    """
+    st.button("Stop indexing", help="What is embedded so far is kept; index again to resume")
     bar = st.progress(0.0, text=label)
+    st.session_state["ingest_running"] = True
     st.session_state[LAST_INGEST] = start(progress_callback(bar))
+    st.session_state["ingest_running"] = False
     bar.empty()
 
 
@@ -31,7 +39,9 @@ def load_demo(workspace: Workspace, **options) -> None:
 
 
 def show_last_ingest() -> None:
-    if LAST_INGEST in st.session_state:
+    if st.session_state.pop("ingest_running", False):
+        st.warning("Indexing was stopped. The chunks embedded so far are cached: index the files again to resume.")
+    elif LAST_INGEST in st.session_state:
         with st.container(border=True):
             show_summary(st.session_state[LAST_INGEST])
 

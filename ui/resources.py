@@ -31,7 +31,7 @@ def workspace(settings: Settings) -> Workspace:
     # One Workspace per index: Milvus Lite allows a single client per file, so chunking options are
     # per-ingest arguments rather than part of this cache key.
     try:
-        return _workspace(
+        opened = _workspace(
             str(settings.workspace.resolve()),
             settings.milvus_uri,
             settings.index_type,
@@ -42,6 +42,8 @@ def workspace(settings: Settings) -> Workspace:
     except (BiEncoderLoadError, VectorStoreError, ValueError, OSError) as exc:
         st.error(f"The workspace {settings.workspace} could not be opened: {exc}", icon="⚠️")
         st.stop()
+    st.sidebar.caption(f"Embedding path: {opened.encoder.path}")
+    return opened
 
 
 @st.cache_resource(show_spinner="Loading the reranker (a 4B model takes a while)…")
