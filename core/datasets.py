@@ -114,7 +114,8 @@ def corpus_ids(corpus: Path) -> set[str]:
     ids = set()
     for line in corpus.read_text(encoding="utf-8-sig").splitlines():
         try:
-            ids.add(str(json.loads(line)["_id"]))
+            row = json.loads(line)
+            ids.add(str(row["_id"] if "_id" in row else row["id"]))  # the parser accepts either
         except (json.JSONDecodeError, KeyError, TypeError):
             continue  # the ingest reports bad corpus lines with their numbers
     return ids

@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -121,7 +123,8 @@ class Evaluation:
         for record in self.queries:
             run = record.bi_encoder if stage == "bi_encoder" else record.reranked
             for rank, (doc, score) in enumerate(sorted(run.items(), key=lambda kv: -kv[1]), start=1):
-                lines.append(f"{record.qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
+                # repr: the shortest text that reads back as the same float, so no two scores print alike.
+                lines.append(f"{record.qid} Q0 {doc} {rank} {score!r} {tag}\n")
         return "".join(lines)
 
     def per_query_csv(self) -> str:
@@ -259,12 +262,20 @@ class EvaluationStore:
     def save(self, evaluation: Evaluation) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         stamp = evaluation.created_at.replace(":", "").replace("-", "").replace("+0000", "Z")
-        path = self.folder / f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', evaluation.dataset)}.json"
-        path.write_text(json.dumps(evaluation.to_json()), encoding="utf-8")
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", evaluation.dataset)
+        path = self.folder / f"{stamp}-{name}-{uuid.uuid4().hex[:6]}.json"
+        # Written aside then renamed: a run stopped mid-write never leaves half a file to list.
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(evaluation.to_json()), encoding="utf-8")
+        os.replace(partial, path)
         return path
 
     def list(self) -> list[Path]:
         return sorted(self.folder.glob("*.json"), reverse=True) if self.folder.is_dir() else []
 
     def load(self, path: Path) -> Evaluation:
-        return Evaluation.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Raises ValueError for a file that is not a saved evaluation (damaged, or from another version)."""
+        try:
+            return Evaluation.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError, TypeError, KeyError) as exc:
+            raise ValueError(f"{Path(path).name} is not a readable evaluation ({type(exc).__name__}: {exc})") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -26,19 +27,32 @@ def query_id(query: str) -> str:
     return "u" + hashlib.sha1(" ".join(query.split()).lower().encode()).hexdigest()[:10]
 
 
+_LOCKS: dict[Path, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.RLock:
+    """One lock per labels file for the whole process: every session's store of a workspace shares it."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(path.resolve(), threading.RLock())
+
+
 class LabelStore:
-    """``labels.qrels`` (TREC qrels) and ``labels.queries.jsonl`` (the labelled queries' texts)."""
+    """``labels.qrels`` (TREC qrels) and ``labels.queries.jsonl`` (the labelled queries' texts).
+
+    A change is a read-modify-write under the file's lock, and files are replaced atomically, so two
+    sessions labelling at once never lose each other's labels nor read a half-written file.
+    """
 
     def __init__(self, folder: Path):
         self.qrels_path = Path(folder) / "labels.qrels"
         self.queries_path = Path(folder) / "labels.queries.jsonl"
-        self._lock = threading.Lock()
+        self._lock = _lock_for(self.qrels_path)
 
     @locked
     def qrels(self) -> Qrels:
-        if not self.qrels_path.is_file() or not self.qrels_path.read_text(encoding="utf-8").strip():
-            return {}
-        return parse_qrels(self.qrels_path.read_text(encoding="utf-8"), str(self.qrels_path))[0]
+        text = self.qrels_path.read_text(encoding="utf-8") if self.qrels_path.is_file() else ""
+        return parse_qrels(text, str(self.qrels_path))[0] if text.strip() else {}
 
     @locked
     def queries(self) -> dict[str, str]:
@@ -50,6 +64,7 @@ class LabelStore:
     def labels_for(self, query: str) -> dict[str, int]:
         return self.qrels().get(query_id(query), {})
 
+    @locked
     def set_label(self, query: str, document: str, grade: int | None) -> None:
         """Label ``document`` for ``query``; None removes the label."""
         if grade is not None and grade not in GRADES:
@@ -64,6 +79,7 @@ class LabelStore:
         queries[qid] = " ".join(query.split())
         self._write({q: j for q, j in qrels.items() if j}, queries)
 
+    @locked
     def import_qrels(self, qrels_text: str, name: str, queries_text: str | None = None) -> tuple[int, list[str]]:
         """Merge TREC/BEIR qrels (and optionally a queries.jsonl); returns labels added and problems."""
         incoming, problems, _ = parse_qrels(qrels_text, name)
@@ -83,8 +99,11 @@ class LabelStore:
             if qid not in queries:
                 problems.append(f"{name}: query {qid!r} has no text (add a queries.jsonl); its labels are skipped")
                 continue
-            qrels.setdefault(qid, {}).update(judged)
-            added += len(judged)
+            valid = {doc: grade for doc, grade in judged.items() if grade in GRADES}
+            if len(valid) < len(judged):
+                problems.append(f"{name}: query {qid!r} has grades outside 0-3; those labels are skipped")
+            qrels.setdefault(qid, {}).update(valid)
+            added += len(valid)
         self._write(qrels, queries)
         return added, problems
 
@@ -98,17 +117,24 @@ class LabelStore:
     def _write(self, qrels: Qrels, queries: dict[str, str]) -> None:
         self.qrels_path.parent.mkdir(parents=True, exist_ok=True)
         labelled = {q: t for q, t in queries.items() if q in qrels}
-        self.qrels_path.write_text(write_qrels(qrels), encoding="utf-8")
-        self.queries_path.write_text(
-            "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in sorted(labelled.items())), encoding="utf-8"
+        _replace(
+            self.queries_path, "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in sorted(labelled.items()))
         )
+        _replace(self.qrels_path, write_qrels(qrels))
+
+
+def _replace(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 def ndcg_at_10(result: SearchResult, labels: dict[str, int]) -> tuple[float, float | None]:
     """NDCG@10 of the bi-encoder's and the reranked column for one labelled query (documents by MaxP).
 
-    Candidates below the rerank depth follow the reranked ones in the bi-encoder's order, as in the
-    evaluation, so both columns are judged on the same candidates.
+    Candidates below the rerank depth follow the reranked ones in the bi-encoder's order, so both columns
+    are judged on the same candidates. (The page reranks the top chunks; the evaluation reranks every
+    chunk of the top documents, so the two can differ slightly for the same query.)
     """
     if not any(grade > 0 for grade in labels.values()):
         return 0.0, (0.0 if result.reranked else None)

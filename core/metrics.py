@@ -123,8 +123,8 @@ def randomization_p_value(differences: np.ndarray, resamples: int = 10_000, seed
     from scipy.stats import permutation_test
 
     differences = np.asarray(differences, dtype=np.float64)
-    if len(differences) == 0 or np.all(differences == 0):
-        return 1.0
+    if len(differences) < 2 or np.all(differences == 0):
+        return 1.0  # one query (or none) cannot show anything
     result = permutation_test(
         (differences,),
         np.mean,
@@ -147,8 +147,8 @@ def lift(before: dict[str, float], after: dict[str, float]) -> Lift:
     if len(diffs) > 1 and np.ptp(diffs) >= 1e-12:
         t_p = float(ttest_rel(a, b).pvalue)
     else:
-        # A constant difference has no variance: certain if it is not zero.
-        t_p = 1.0 if not len(diffs) or np.allclose(diffs, 0) else 0.0
+        # One query cannot be tested; a constant difference over several has no variance (certain unless 0).
+        t_p = 1.0 if len(diffs) < 2 or np.allclose(diffs, 0) else 0.0
     return Lift(
         mean=float(diffs.mean()) if len(diffs) else 0.0,
         ci95=bootstrap_ci(diffs),

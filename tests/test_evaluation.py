@@ -159,3 +159,22 @@ def test_own_labels_are_evaluated_on_the_explorers_index(workspace):
     # The same figure the search page shows for this query from the same labels.
     shown, _ = ndcg_at_10(run_search(query, workspace.encoder, workspace.store, None, k=20), labels.labels_for(query))
     assert evaluation.means("bi_encoder")["ndcg@10"] == pytest.approx(shown)
+
+
+def test_exported_run_keeps_scores_that_differ_below_a_millionth(tmp_path):
+    from core.evaluation import EvaluationStore, QueryRecord
+
+    record = QueryRecord("q1", "query", 1, {"d-a": 0.81234561, "d-z": 0.81234559}, None)
+    evaluation = Evaluation(
+        dataset="x", settings={}, queries=[record], metrics={"bi_encoder": {}}, candidates=[],
+        timings_s={}, problems=[], skipped={},
+    )  # fmt: skip
+    run = _run_file(evaluation.trec_run("bi_encoder"))
+    assert run["q1"]["d-a"] > run["q1"]["d-z"]  # trec_eval would otherwise put d-z first (ties: id descending)
+
+    store = EvaluationStore(tmp_path)
+    first, second = store.save(evaluation), store.save(evaluation)
+    assert first != second and len(store.list()) == 2  # two saves in the same second both survive
+    first.write_text("{not json")
+    with pytest.raises(ValueError, match="not a readable evaluation"):
+        store.load(first)

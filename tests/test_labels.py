@@ -335,3 +335,12 @@ def test_ndcg_all_labels_zero():
     assert ndcg_at_10(search_result([(a, 0.9), (b, 0.8)], [(b, 1.0), (a, 0.0)]), labels) == (0.0, 0.0)
     assert ndcg_at_10(search_result([(a, 0.9), (b, 0.8)]), labels) == (0.0, None)
     assert ndcg_at_10(search_result([(a, 0.9)], [(a, 1.0)]), {}) == (0.0, 0.0)
+
+
+def test_imported_grades_outside_0_to_3_are_skipped(tmp_path):
+    store = LabelStore(tmp_path)
+    added, problems = store.import_qrels(
+        "q1 0 d1 4\nq1 0 d2 2\n", "cranfield.qrels", '{"_id": "q1", "text": "wing lift"}\n'
+    )
+    assert added == 1 and store.qrels() == {"q1": {"d2": 2}}
+    assert any("outside 0-3" in p for p in problems)

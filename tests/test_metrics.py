@@ -111,3 +111,8 @@ def test_lift_pairs_queries():
     assert result.queries == 4 and result.helped == 2 and result.hurt == 1
     assert result.mean == pytest.approx((0.2 - 0.1 + 0 + 0.1) / 4)
     assert result.ci95[0] <= result.mean <= result.ci95[1]
+
+
+def test_a_single_query_lift_is_untestable_not_a_crash():
+    result = lift({"a": 0.2}, {"a": 0.5})
+    assert result.mean == pytest.approx(0.3) and result.p_value == 1.0 and result.t_test_p_value == 1.0

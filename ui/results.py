@@ -38,7 +38,7 @@ def _label(labels: LabelStore | None, query: str, chunk: Chunk, column: str, giv
     document = document_key(chunk)
     key = f"label_{column}_{chunk.chunk_id}"
     # Both columns can show the same document: each run starts both widgets from the stored label.
-    st.session_state[key] = str(given[document]) if document in given else None
+    st.session_state[key] = str(given[document]) if given.get(document) in GRADES else None
     st.segmented_control(
         "Relevance",
         [str(g) for g in GRADES],

@@ -111,7 +111,12 @@ if start:
     def query_progress(done: int, total: int) -> None:
         bar.progress(done / total, text=f"Query {done}/{total}")
 
-    error = None if reranker else (str(load_error) if load_error else "reranking is off")
+    if reranker:
+        error = None
+    elif load_error:
+        error = str(load_error)
+    else:
+        error = "the rerank depth is 0" if depth == 0 else "reranking is off (reranker 'none' in the sidebar)"
     try:
         if source == LABELS:
             evaluation = run_label_evaluation(
@@ -141,7 +146,14 @@ paths = store.list()
 if not paths:
     st.info("No evaluation yet. The demo judgments (data/judgments) run in about a minute on a laptop CPU.")
     st.stop()
-loaded = {str(p): store.load(p) for p in paths[:50]}
+loaded = {}
+for path in paths[:50]:
+    try:
+        loaded[str(path)] = store.load(path)
+    except ValueError as exc:
+        st.warning(f"Skipped a saved evaluation: {exc}")
+if not loaded:
+    st.stop()
 overview = pd.DataFrame(
     [
         {
