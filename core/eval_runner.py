@@ -70,6 +70,14 @@ def run_dataset_evaluation(
     return evaluation, ingest
 
 
+def estimate_evaluation_seconds(n_queries: int, rerank_depth: int, reranker: Reranker) -> float:
+    """A rough time for the reranking part: about 1.5 chunks per document and 300 tokens per pair."""
+    from core.reranker import estimate_seconds
+
+    pairs = int(n_queries * rerank_depth * 1.5)
+    return estimate_seconds(pairs, 300, reranker.params, reranker.measured_pairs_per_second)
+
+
 def describe(settings: Settings, encoder: BiEncoder, reranker: Reranker | None, workspace: Workspace) -> dict:
     return {
         "bi_encoder": encoder.model_id,

@@ -8,13 +8,14 @@ import streamlit as st
 from core.datasets import DatasetError, load_dataset
 from core.eval_runner import (
     dataset_folders,
+    estimate_evaluation_seconds,
     evaluations,
     run_dataset_evaluation,
     run_label_evaluation,
     save_uploaded_dataset,
 )
 from core.labels import LabelStore
-from core.reranker import estimate_seconds, format_seconds
+from core.reranker import format_seconds
 from ui import resources
 from ui.evaluation import show_evaluation
 from ui.ingest import progress_callback
@@ -93,8 +94,7 @@ if reranker_enabled(settings) and depth > 0:
         st.warning(f"{load_error.reason}. {load_error.advice}. The evaluation will cover the bi-encoder only.")
 n_queries = len(dataset.queries) if dataset else len(LabelStore(workspace.folder).qrels())
 if reranker is not None and n_queries:
-    # About 1.5 chunks per document and 300 tokens per pair: a rough figure, said to be one.
-    guess = estimate_seconds(int(n_queries * depth * 1.5), 300, reranker.params, reranker.measured_pairs_per_second)
+    guess = estimate_evaluation_seconds(n_queries, int(depth), reranker)
     if reranker.device == "cpu" and guess > 60:
         st.warning(f"Reranking may take about {format_seconds(guess)} on the CPU; lower the depth for a quick look.")
 
