@@ -15,7 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DATASETS = ROOT.parent / "shared" / "datasets"
+
+from core.demo import SHARED_DATASETS as DATASETS  # noqa: E402
 
 
 def main() -> None:

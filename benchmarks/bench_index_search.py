@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DATASETS = ROOT.parent / "shared" / "datasets"
+from core.demo import SHARED_DATASETS as DATASETS  # noqa: E402
 
 
 def _sentences() -> list[str]:

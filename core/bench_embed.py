@@ -15,6 +15,7 @@ import numpy as np
 
 from core.config import DEFAULT_BI_ENCODER
 from core.embedding import BiEncoder, resolve_bi_encoder_path
+from core.parsing import titled_text
 
 BASELINE_BATCH = 32
 
@@ -24,9 +25,7 @@ def load_texts(dataset: Path, docs: int) -> list[str]:
     with open(Path(dataset) / "corpus.jsonl", encoding="utf-8") as corpus:
         for line in corpus:
             row = json.loads(line)
-            title = (row.get("title") or "").strip()
-            text = row.get("text") or ""
-            texts.append(f"{title}\n\n{text}" if title and not text.lower().startswith(title.lower()) else text)
+            texts.append(titled_text((row.get("title") or "").strip(), row.get("text") or ""))
             if len(texts) >= docs:
                 break
     return texts

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from core.config import Settings
+from core.demo import SHARED_DATASETS
 from core.search import DEFAULT_K, DEFAULT_RERANK_DEPTH, movement_label
 
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--dataset",
         type=Path,
-        default=Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "medline",
+        default=SHARED_DATASETS / "medline",
     )
     bench.add_argument("--docs", type=int, default=400)
     bench.add_argument("--json", action="store_true", help="print one JSON object")

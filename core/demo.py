@@ -8,6 +8,9 @@ from pathlib import Path
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEMO_CORPUS = DATA_DIR / "demo"
 SUGGESTED_QUERIES = DATA_DIR / "suggested_queries.json"
+DEMO_JUDGMENTS = DATA_DIR / "judgments"
+# Judged collections that sit beside the checkout (../shared/datasets), for evaluation and benchmarks.
+SHARED_DATASETS = DATA_DIR.parent.parent / "shared" / "datasets"
 
 
 def suggested_queries() -> list[dict]:

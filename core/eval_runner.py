@@ -94,11 +94,11 @@ UPLOADED = "uploaded-datasets"
 
 def dataset_folders(settings: Settings) -> list[Path]:
     """Judged datasets on offer: the demo judgments, ../shared/datasets, RERANK_DATASETS, uploads."""
-    from core.demo import DATA_DIR
+    from core.demo import DEMO_JUDGMENTS, SHARED_DATASETS
 
-    roots = [DATA_DIR.parent.parent / "shared" / "datasets", settings.workspace / UPLOADED]
+    roots = [SHARED_DATASETS, settings.workspace / UPLOADED]
     roots += [Path(p) for p in os.environ.get("RERANK_DATASETS", "").split(os.pathsep) if p]
-    folders = [DATA_DIR / "judgments"]
+    folders = [DEMO_JUDGMENTS]
     for root in roots:
         if root.is_dir():
             folders += sorted(p for p in root.iterdir() if (p / "queries.jsonl").is_file())

@@ -264,11 +264,15 @@ def _beir_row(row: object, where: str, warnings: list[str]) -> ParsedDocument | 
         warnings.append(f"{where}: no '_id' field, skipped")
         return None
     title = (row.get("title") if isinstance(row.get("title"), str) else "").strip()
-    # The title is part of what is embedded and reranked (it often carries the topic), unless the text
-    # already starts with it, as in many BEIR corpora.
+    return ParsedDocument(doc_id=str(doc_id), title=title, sections=[Section(titled_text(title, text))])
+
+
+def titled_text(title: str, text: str) -> str:
+    """What is embedded and reranked for a titled row: the title carries the topic, so it leads the text,
+    unless the text already starts with it, as in many BEIR corpora."""
     if title and not text.lstrip().lower().startswith(title.lower()):
-        text = f"{title}\n\n{text}"
-    return ParsedDocument(doc_id=str(doc_id), title=title, sections=[Section(text)])
+        return f"{title}\n\n{text}"
+    return text
 
 
 def _dedupe_ids(documents: list[ParsedDocument], warnings: list[str]) -> list[ParsedDocument]:

@@ -15,13 +15,13 @@ import pytrec_eval
 
 from core.calibration import expected_calibration_error, precision_recall_at, reliability
 from core.datasets import load_dataset, read_qrels
+from core.demo import DEMO_JUDGMENTS, SHARED_DATASETS
 from core.eval_runner import evaluations, run_dataset_evaluation
 from core.evaluation import Candidate, Evaluation
 from core.reranker import load_reranker
 
 ROOT = Path(__file__).resolve().parent.parent
-MEDLINE = ROOT.parent / "shared" / "datasets" / "medline"
-DEMO_JUDGMENTS = ROOT / "data" / "judgments"
+MEDLINE = SHARED_DATASETS / "medline"
 
 
 def _run_file(text: str) -> dict[str, dict[str, float]]:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from core.chunking import Chunk
 from core.reranker import ZERANK_TEMPERATURE, RerankerLoadError, load_reranker
 from core.search import RetrievedChunk, rerank
-from core.chunking import Chunk
 
 QUERY = "What is the duration of a bond and how does it relate to interest rate risk?"
 DOCUMENTS = [
