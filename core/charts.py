@@ -6,34 +6,40 @@ import plotly.graph_objects as go
 
 from core.search import SearchResult, movement_label
 
-STAGES = ("embed_query", "search", "rerank")
-STAGE_LABELS = {"embed_query": "query embedding", "search": "vector search", "rerank": "reranking"}
+STAGES = ("embed_query", "search", "bm25", "fusion", "rerank")
+STAGE_LABELS = {
+    "embed_query": "query embedding",
+    "search": "vector search",
+    "bm25": "BM25 search",
+    "fusion": "fusion",
+    "rerank": "reranking",
+}
 UP, DOWN, SAME = "#2e7d32", "#c62828", "#9e9e9e"
 
 
 def rank_movement_figure(result: SearchResult, top: int = 10) -> go.Figure:
-    """One line per reranked candidate from its bi-encoder rank (left) to its reranked rank (right)."""
+    """One line per reranked candidate from its first-stage rank (left) to its reranked rank (right)."""
     figure = go.Figure()
     for item in result.reranked:
         colour = UP if item.movement > 0 else DOWN if item.movement < 0 else SAME
-        emphasis = item.rank <= top or item.bi_encoder_rank <= top
-        label = movement_label(item.movement, item.rank, item.bi_encoder_rank, top)
+        emphasis = item.rank <= top or item.first_stage_rank <= top
+        label = movement_label(item.movement, item.rank, item.first_stage_rank, top)
         figure.add_trace(
             go.Scatter(
-                x=["bi-encoder rank", "reranked rank"],
-                y=[item.bi_encoder_rank, item.rank],
+                x=["first-stage rank", "reranked rank"],
+                y=[item.first_stage_rank, item.rank],
                 mode="lines+markers",
                 line={"color": colour, "width": 2.5 if emphasis else 1},
                 opacity=1.0 if emphasis else 0.35,
                 name=item.chunk.chunk_id,
                 hovertemplate=(
-                    f"{item.chunk.chunk_id}<br>bi-encoder #{item.bi_encoder_rank} → reranked #{item.rank} "
+                    f"{item.chunk.chunk_id}<br>first stage #{item.first_stage_rank} → reranked #{item.rank} "
                     f"({label})<br>p={item.probability:.3f}<extra></extra>"
                 ),
                 showlegend=False,
             )
         )
-    depth = max((i.bi_encoder_rank for i in result.reranked), default=1)
+    depth = max((i.first_stage_rank for i in result.reranked), default=1)
     figure.update_yaxes(autorange="reversed", title="rank", range=[depth + 0.5, 0.5], dtick=max(1, depth // 10))
     figure.update_layout(
         title="Rank movement (green: moved up, red: moved down)", height=420, margin={"t": 50, "b": 20}

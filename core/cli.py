@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core.config import Settings
 from core.demo import SHARED_DATASETS
-from core.search import DEFAULT_K, DEFAULT_RERANK_DEPTH, movement_label
+from core.search import DEFAULT_K, DEFAULT_RERANK_DEPTH, FUSIONS, MODES, FirstStage, movement_label
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +17,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bi-encoder", help="sentence-transformers model id or path")
     parser.add_argument("--device", help="auto, cpu, cuda, mps")
     parser.add_argument("--dtype", help="auto, float32, bfloat16, float16")
+
+
+def _first_stage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--first-stage", choices=MODES, default="dense", help="what the reranker rescores (default dense)")
+    parser.add_argument("--fusion", choices=FUSIONS, default="rrf", help="hybrid fusion: rrf (default) or weighted")
+    parser.add_argument(
+        "--dense-weight", type=float, default=0.5, help="weighted fusion: the dense share, BM25 gets the rest (0.5)"
+    )
+    parser.add_argument("--instruction", default="", help="a task instruction given to the reranker with the query")
+
+
+def _stage(args) -> FirstStage:
+    return FirstStage(args.first_stage, args.fusion, args.dense_weight)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--json", action="store_true", help="print one JSON object")
     _common(index)
 
-    search = commands.add_parser("search", help="retrieve with the bi-encoder, then rerank")
+    search = commands.add_parser("search", help="retrieve (dense, BM25 or hybrid), then rerank")
     search.add_argument("query")
-    search.add_argument("-k", type=int, default=DEFAULT_K, help=f"bi-encoder candidates (default {DEFAULT_K})")
+    search.add_argument("-k", type=int, default=DEFAULT_K, help=f"first-stage candidates (default {DEFAULT_K})")
     search.add_argument(
         "--rerank-depth",
         type=int,
@@ -42,9 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--reranker", help="CrossEncoder id or path, or 'none' (default: zerank-2)")
     search.add_argument("--json", action="store_true", help="print one JSON object")
+    _first_stage_options(search)
     _common(search)
 
-    evaluate = commands.add_parser("eval", help="evaluate both stages on a judged dataset (BEIR layout)")
+    evaluate = commands.add_parser(
+        "eval", help="evaluate every first stage and the reranker on a judged dataset (BEIR layout)"
+    )
     evaluate.add_argument("dataset", type=Path, help="folder with corpus.jsonl, queries.jsonl and qrels/test.tsv")
     evaluate.add_argument("-k", type=int, default=100, help="documents retrieved per query (default 100)")
     evaluate.add_argument("--rerank-depth", type=int, help="documents reranked per query (default: k)")
@@ -52,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--qrels", type=Path, help="qrels file (default: DATASET/qrels/test.tsv); BEIR TSV or TREC")
     evaluate.add_argument("--run-out", type=Path, help="write TREC run files and per-query metrics here")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    _first_stage_options(evaluate)
     _common(evaluate)
 
     bench = commands.add_parser("bench-embed", help="our embedding path against sentence-transformers fp32")
@@ -187,7 +204,7 @@ def _eval(args, settings) -> int:
     try:
         evaluation, ingest = run_dataset_evaluation(
             settings, encoder, dataset, reranker, k=args.k, rerank_depth=args.rerank_depth,
-            reranker_error=error, progress=progress,
+            reranker_error=error, progress=progress, first_stage=_stage(args), instruction=args.instruction,
         )  # fmt: skip
     except (VectorStoreError, DatasetError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
@@ -196,9 +213,8 @@ def _eval(args, settings) -> int:
     saved = evaluations(settings).save(evaluation)
     if args.run_out:
         args.run_out.mkdir(parents=True, exist_ok=True)
-        (args.run_out / "bi_encoder.run").write_text(evaluation.trec_run("bi_encoder"), encoding="utf-8")
-        if evaluation.has_reranking:
-            (args.run_out / "reranked.run").write_text(evaluation.trec_run("reranked"), encoding="utf-8")
+        for stage in evaluation.stages:
+            (args.run_out / f"{stage}.run").write_text(evaluation.trec_run(stage), encoding="utf-8")
         (args.run_out / "per_query.csv").write_text(evaluation.per_query_csv(), encoding="utf-8")
     summary = evaluation.summary()
     summary["corpus_indexing"] = {"embedded": ingest.embedded, "seconds": ingest.seconds}
@@ -207,14 +223,16 @@ def _eval(args, settings) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     print(f"{summary['dataset']}: {summary['queries']} judged queries, k={args.k}")
-    for stage in ("bi_encoder", "reranked"):
+    for stage in evaluation.stages:
         values = summary["metrics"][stage]
-        if values:
-            print(f"  {stage:10s} " + "  ".join(f"{m} {v:.4f}" for m, v in values.items()))
+        print(f"  {stage:15s} " + "  ".join(f"{m} {v:.4f}" for m, v in values.items()))
     if summary["lift"]:
         ndcg = summary["lift"]["ndcg@10"]
         low, high = ndcg["ci95"]
-        print(f"  lift ndcg@10 {ndcg['mean']:+.4f} (95% CI {low:+.4f} to {high:+.4f}, p={ndcg['p_value']:.4f})")
+        print(
+            f"  lift ndcg@10 over {evaluation.baseline} {ndcg['mean']:+.4f}"
+            f" (95% CI {low:+.4f} to {high:+.4f}, p={ndcg['p_value']:.4f})"
+        )
     elif error:
         print(f"  no reranking: {error}")
     if summary["skipped"]:
@@ -247,17 +265,26 @@ def _search(args, workspace) -> int:
     from core.search import run_search
 
     reranker, error = _load_reranker(args, workspace.settings)
-    result = run_search(args.query, workspace.encoder, workspace.store, reranker, args.k, args.rerank_depth, error)
+    result = run_search(
+        args.query, workspace.encoder, workspace.store, reranker, args.k, args.rerank_depth, error,
+        stage=_stage(args), lexical=workspace.lexical, instruction=args.instruction,
+    )  # fmt: skip
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
         return 0
-    print(f"bi-encoder top {min(10, len(result.bi_encoder))} of {len(result.bi_encoder)} (cosine):")
-    for r in result.bi_encoder[:10]:
-        print(f"  {r.rank:3d}  {r.score:.3f}  {r.chunk.chunk_id}")
+    lists = [("bi-encoder (cosine)", result.bi_encoder)]
+    if result.first_stage.mode != "dense":
+        lists.append((f"BM25 ({result.lexical_engine})", result.bm25))
+    if result.first_stage.mode == "hybrid":
+        lists.append((result.first_stage.label, result.fused))
+    for name, items in lists:
+        print(f"{name}: top {min(10, len(items))} of {len(items)}")
+        for r in items[:10]:
+            print(f"  {r.rank:3d}  {r.score:.4g}  {r.chunk.chunk_id}")
     if result.reranked:
-        print(f"reranked by {result.reranker} ({result.probability_label}):")
+        print(f"reranked by {result.reranker} ({result.probability_label}), from {result.first_stage.label}:")
         for r in result.reranked[:10]:
-            label = movement_label(r.movement, r.rank, r.bi_encoder_rank)
+            label = movement_label(r.movement, r.rank, r.first_stage_rank)
             print(f"  {r.rank:3d}  p={r.probability:.3f}  logit={r.logit:+.2f}  {label:>18}  {r.chunk.chunk_id}")
     if result.reranker_error:
         print(f"reranker: {result.reranker_error}")

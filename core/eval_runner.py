@@ -12,6 +12,7 @@ from core.datasets import JudgedDataset
 from core.embedding import BiEncoder, Progress
 from core.evaluation import EvalProgress, Evaluation, EvaluationStore, evaluate
 from core.reranker import Reranker
+from core.search import FirstStage
 from core.workspace import IngestSummary, Workspace
 
 
@@ -48,6 +49,8 @@ def run_dataset_evaluation(
     embed_progress: Progress | None = None,
     progress: EvalProgress | None = None,
     should_stop=lambda: False,
+    first_stage: FirstStage | None = None,
+    instruction: str = "",
 ) -> tuple[Evaluation, IngestSummary]:
     workspace = dataset_workspace(settings, encoder, dataset)
     try:
@@ -63,6 +66,9 @@ def run_dataset_evaluation(
             should_stop=should_stop,
             reranker_error=reranker_error,
             settings=describe(settings, encoder, reranker, workspace),
+            first_stage=first_stage,
+            lexical=workspace.lexical,
+            instruction=instruction,
         )
     finally:
         workspace.close()
@@ -124,6 +130,8 @@ def run_label_evaluation(
     rerank_depth: int | None,
     reranker_error: str | None = None,
     progress: EvalProgress | None = None,
+    first_stage: FirstStage | None = None,
+    instruction: str = "",
 ) -> Evaluation:
     """The user's labelled queries, evaluated on the explorer's own index."""
     from core.datasets import dataset_from_labels
@@ -142,4 +150,7 @@ def run_label_evaluation(
         progress=progress,
         reranker_error=reranker_error,
         settings=describe(workspace.settings, workspace.encoder, reranker, workspace),
+        first_stage=first_stage,
+        lexical=workspace.lexical,
+        instruction=instruction,
     )

@@ -1,9 +1,11 @@
 """Evaluating both stages on judged queries: NDCG@10 and friends, and the lift reranking adds.
 
-Each judged query runs the explorer's pipeline: the bi-encoder retrieves chunks, chunks are grouped
-into documents with a document scored by its best chunk (MaxP), and the reranker rescores the chunks
-of the top ``rerank_depth`` documents, again MaxP. Documents below the rerank depth keep the
-bi-encoder's order after the reranked ones. Metrics are computed on document ids, as qrels are.
+Each judged query runs the explorer's pipeline: every first stage (dense, BM25, and the two hybrid
+fusions) retrieves chunks, chunks are grouped into documents with a document scored by its best chunk
+(MaxP), and the reranker rescores the chunks of the top ``rerank_depth`` documents of the chosen first
+stage, again MaxP. Documents below the rerank depth keep the first stage's order after the reranked
+ones. Metrics are computed on document ids, as qrels are. Every first stage is reported, so Recall@100
+(the ceiling for reranking) can be compared across them.
 """
 
 from __future__ import annotations
@@ -25,8 +27,24 @@ import numpy as np
 from core.chunking import Chunk
 from core.datasets import JudgedDataset, Qrels
 from core.metrics import METRICS, Lift, lift, mean_metrics, per_query_metrics, strictly_decreasing
+from core.lexical import LexicalSearch
+from core.prompts import reranker_query
 from core.reranker import Reranker
-from core.vector_store import MAX_SEARCH_LIMIT, Hit
+from core.search import BM25, DENSE, FirstStage, RetrievedChunk, fuse
+from core.vector_store import MAX_SEARCH_LIMIT
+
+# Every first stage the evaluation reports, by metrics key; "bi_encoder" is the dense one.
+FIRST_STAGES = {
+    "bi_encoder": FirstStage("dense"),
+    "bm25": FirstStage("bm25"),
+    "hybrid_rrf": FirstStage("hybrid", "rrf"),
+    "hybrid_weighted": FirstStage("hybrid", "weighted"),
+}
+
+
+def stage_key(stage: FirstStage) -> str:
+    """The metrics key of a first stage: 'bi_encoder' for dense (as before hybrid existed), else its key."""
+    return "bi_encoder" if stage.mode == "dense" else stage.key
 
 # Chunks fetched per wanted document: documents span several chunks, and k counts documents.
 CHUNKS_PER_DOCUMENT = 4
@@ -56,6 +74,14 @@ class QueryRecord:
     relevant: int  # judged relevant documents (grade > 0)
     bi_encoder: dict[str, float]
     reranked: dict[str, float] | None
+    first_stages: dict[str, dict[str, float]] = field(default_factory=dict)  # bm25 and hybrid runs
+
+    def run(self, stage: str) -> dict[str, float] | None:
+        if stage == "bi_encoder":
+            return self.bi_encoder
+        if stage == "reranked":
+            return self.reranked
+        return self.first_stages.get(stage)
 
 
 @dataclass
@@ -86,13 +112,23 @@ class Evaluation:
     def has_reranking(self) -> bool:
         return "reranked" in self.metrics
 
+    @property
+    def baseline(self) -> str:
+        """The first stage that was reranked, which the lift is measured against."""
+        return self.settings.get("first_stage", "bi_encoder")
+
+    @property
+    def stages(self) -> list[str]:
+        """First stages, then reranked, in a fixed order."""
+        return [s for s in (*FIRST_STAGES, "reranked") if s in self.metrics]
+
     def means(self, stage: str) -> dict[str, float]:
         return mean_metrics(self.metrics.get(stage, {}))
 
     def lift(self, metric: str = "ndcg@10") -> Lift | None:
         if not self.has_reranking:
             return None
-        before = {q: m[metric] for q, m in self.metrics["bi_encoder"].items()}
+        before = {q: m[metric] for q, m in self.metrics[self.baseline].items()}
         after = {q: m[metric] for q, m in self.metrics["reranked"].items()}
         return lift(before, after)
 
@@ -103,9 +139,10 @@ class Evaluation:
             "dataset": self.dataset,
             "queries": len(self.queries),
             "metrics": {
-                "bi_encoder": self.means("bi_encoder"),
+                **{stage: self.means(stage) for stage in self.stages},
                 "reranked": self.means("reranked") if self.has_reranking else None,
             },
+            "lift_against": self.baseline,
             "lift": {m: value.to_json() for m, value in lifts.items()} if lifts else None,
             "settings": self.settings,
             "timings_s": self.timings_s,
@@ -121,7 +158,7 @@ class Evaluation:
         tag = tag or stage
         lines = []
         for record in self.queries:
-            run = record.bi_encoder if stage == "bi_encoder" else record.reranked
+            run = record.run(stage) or {}
             for rank, (doc, score) in enumerate(sorted(run.items(), key=lambda kv: -kv[1]), start=1):
                 # repr: the shortest text that reads back as the same float, so no two scores print alike.
                 lines.append(f"{record.qid} Q0 {doc} {rank} {score!r} {tag}\n")
@@ -129,7 +166,7 @@ class Evaluation:
 
     def per_query_csv(self) -> str:
         out = io.StringIO()
-        stages = [s for s in ("bi_encoder", "reranked") if s in self.metrics]
+        stages = self.stages
         columns = ["qid", "query", "relevant"] + [f"{s}:{m}" for s in stages for m in METRICS]
         if self.has_reranking:
             columns += [f"lift:{m}" for m in METRICS]
@@ -140,7 +177,7 @@ class Evaluation:
             row += [round(self.metrics[s][record.qid][m], 6) for s in stages for m in METRICS]
             if self.has_reranking:
                 row += [
-                    round(self.metrics["reranked"][record.qid][m] - self.metrics["bi_encoder"][record.qid][m], 6)
+                    round(self.metrics["reranked"][record.qid][m] - self.metrics[self.baseline][record.qid][m], 6)
                     for m in METRICS
                 ]
             writer.writerow(row)
@@ -170,14 +207,20 @@ def evaluate(
     should_stop: Callable[[], bool] = lambda: False,
     reranker_error: str | None = None,
     settings: dict | None = None,
+    first_stage: FirstStage | None = None,
+    lexical: LexicalSearch | None = None,
+    instruction: str = "",
 ) -> Evaluation:
-    """Run both stages on every judged query of ``dataset`` against an index that holds its corpus."""
+    """Run every first stage, and the reranker on ``first_stage``'s list, for each judged query."""
+    first_stage = first_stage or FirstStage()
+    reranked_stage = stage_key(first_stage)
+    lexical = lexical or LexicalSearch(store)
     depth = k if rerank_depth is None else max(0, min(rerank_depth, k))
     qids = sorted(dataset.queries, key=_natural)
     started = time.perf_counter()
     texts = [dataset.queries[q] for q in qids]
     query_vectors = encoder.encode(texts) if texts else np.zeros((0, 1))
-    timings = {"embed_queries": time.perf_counter() - started, "search": 0.0, "rerank": 0.0}
+    timings = {"embed_queries": time.perf_counter() - started, "search": 0.0, "bm25": 0.0, "rerank": 0.0}
 
     records: list[QueryRecord] = []
     candidates: list[Candidate] = []
@@ -188,31 +231,55 @@ def evaluate(
             cancelled = True
             break
         t0 = time.perf_counter()
-        hits: list[Hit] = store.search(vector, chunk_limit)
+        dense = [RetrievedChunk(r, h.chunk, h.score, {DENSE: r}) for r, h in enumerate(store.search(vector, chunk_limit), 1)]
         timings["search"] += time.perf_counter() - t0
-        documents = maxp((doc_key(hit.chunk), hit.score) for hit in hits)[:k]
-        bi_run = strictly_decreasing(documents)
+        t0 = time.perf_counter()
+        hits = lexical.search(dataset.queries[qid], chunk_limit)
+        timings["bm25"] += time.perf_counter() - t0
+        bm25 = [RetrievedChunk(r, h.chunk, h.score, {BM25: r}) for r, h in enumerate(hits, 1)]
+        chunk_lists = {"bi_encoder": dense, "bm25": bm25}
+        for key, stage in FIRST_STAGES.items():
+            if stage.mode == "hybrid":
+                chunk_lists[key] = fuse(dense, bm25, stage, chunk_limit)
+        documents = {key: maxp((doc_key(c.chunk), c.score) for c in chunks)[:k] for key, chunks in chunk_lists.items()}
+        runs = {key: strictly_decreasing(docs) for key, docs in documents.items()}
 
         reranked_run = None
         if reranker is not None:
             t0 = time.perf_counter()
-            reranked_run, scored = _rerank_documents(dataset.queries[qid], hits, documents, depth, reranker, doc_key)
+            reranked_run, scored = _rerank_documents(
+                reranker_query(dataset.queries[qid], instruction),
+                [c.chunk for c in chunk_lists[reranked_stage]],
+                documents[reranked_stage],
+                depth,
+                reranker,
+                doc_key,
+            )
             timings["rerank"] += time.perf_counter() - t0
             judged = dataset.qrels[qid]
             candidates.extend(Candidate(qid, doc, p, judged.get(doc)) for doc, p in scored)
         relevant = sum(rel > 0 for rel in dataset.qrels[qid].values())
-        records.append(QueryRecord(qid, dataset.queries[qid], relevant, bi_run, reranked_run))
+        others = {key: run for key, run in runs.items() if key != "bi_encoder"}
+        records.append(QueryRecord(qid, dataset.queries[qid], relevant, runs["bi_encoder"], reranked_run, others))
         if progress:
             progress(done + 1, len(qids))
 
     evaluated: Qrels = {r.qid: dataset.qrels[r.qid] for r in records}
-    metrics = {"bi_encoder": per_query_metrics(evaluated, {r.qid: r.bi_encoder for r in records})}
+    metrics = {key: per_query_metrics(evaluated, {r.qid: r.run(key) for r in records}) for key in FIRST_STAGES}
     if reranker is not None:
         metrics["reranked"] = per_query_metrics(evaluated, {r.qid: r.reranked for r in records})
     timings["total"] = time.perf_counter() - started
     return Evaluation(
         dataset=dataset.name,
-        settings={"k": k, "rerank_depth": depth if reranker else 0, **(settings or {})},
+        settings={
+            "k": k,
+            "rerank_depth": depth if reranker else 0,
+            "first_stage": reranked_stage,
+            "first_stage_label": first_stage.label,
+            "lexical_engine": lexical.engine,
+            "instruction": instruction.strip(),
+            **(settings or {}),
+        },
         queries=records,
         metrics=metrics,
         candidates=candidates,
@@ -226,7 +293,7 @@ def evaluate(
 
 def _rerank_documents(
     query: str,
-    hits: list[Hit],
+    retrieved: list[Chunk],
     documents: list[tuple[str, float]],
     depth: int,
     reranker: Reranker,
@@ -234,7 +301,7 @@ def _rerank_documents(
 ) -> tuple[dict[str, float], list[tuple[str, float]]]:
     """Rescore every retrieved chunk of the top ``depth`` documents; documents below keep their order."""
     top = {doc for doc, _ in documents[:depth]}
-    chunks = [hit.chunk for hit in hits if doc_key(hit.chunk) in top]
+    chunks = [chunk for chunk in retrieved if doc_key(chunk) in top]
     logits = reranker.score(query, [c.text for c in chunks])
     reranked = maxp((doc_key(c), float(x)) for c, x in zip(chunks, logits))
     probability = dict(zip((d for d, _ in reranked), reranker.probability(np.array([s for _, s in reranked]))))

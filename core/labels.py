@@ -139,7 +139,7 @@ def ndcg_at_10(result: SearchResult, labels: dict[str, int]) -> tuple[float, flo
     if not any(grade > 0 for grade in labels.values()):
         return 0.0, (0.0 if result.reranked else None)
     qrels = {"q": labels}
-    bi = maxp((document_key(r.chunk), r.score) for r in result.bi_encoder)
+    bi = maxp((document_key(r.chunk), r.score) for r in result.candidates)
     scores = {"bi": per_query_metrics(qrels, {"q": strictly_decreasing(bi)}, ("ndcg@10",))["q"]["ndcg@10"]}
     if not result.reranked:
         return scores["bi"], None

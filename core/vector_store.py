@@ -3,6 +3,11 @@
 The same ``MilvusVectorStore`` serves an embedded Milvus Lite file and a Milvus server or cluster:
 only the URI and the index type differ. Milvus Lite gets a FLAT index (exact search, ~25 ms for
 top-100 over 100k x 384 on a laptop); a server gets HNSW, which scales past what a scan can do.
+
+Lexical search uses Milvus' own BM25 function (Milvus Lite 2.5 and servers from 2.5): the text field
+is analysed with the English analyzer (lowercase, stop words, Snowball stemming) into a sparse field
+at insert time, so BM25 needs no second index to keep in sync. Older servers, and collections made
+before BM25 was added, report ``supports_bm25`` False and the caller falls back to bm25s.
 """
 
 from __future__ import annotations
@@ -17,16 +22,17 @@ import numpy as np
 from core.chunking import MAX_CHUNK_BYTES, MAX_ID_BYTES, Chunk
 
 CHUNK_FIELDS = ("chunk_id", "source", "doc_id", "title", "page", "start", "end", "text")
-NO_PAGE = 0
-MAX_SEARCH_LIMIT = (
-    16_384  # Milvus's top-k ceiling  # Milvus has no NULL for INT64 here; pages are 1-based, so 0 means "not paged"
-)
+SPARSE_FIELD = "text_sparse"
+BM25_ANALYZER = "english"
+BM25_K1, BM25_B = 1.2, 0.75  # Milvus' defaults, and Lucene's
+NO_PAGE = 0  # Milvus has no NULL for INT64 here; pages are 1-based, so 0 means "not paged"
+MAX_SEARCH_LIMIT = 16_384  # Milvus's top-k ceiling
 
 
 @dataclass(frozen=True)
 class Hit:
     chunk: Chunk
-    score: float  # cosine similarity
+    score: float  # cosine similarity for a vector search, the BM25 score for a text search
 
 
 class VectorStore(Protocol):
@@ -37,6 +43,12 @@ class VectorStore(Protocol):
     def delete(self, chunk_ids: list[str]) -> None: ...
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]: ...
+
+    supports_bm25: bool
+
+    def search_text(self, query: str, k: int) -> list[Hit]: ...
+
+    def iter_chunks(self, batch_size: int = 1000): ...
 
     def count(self) -> int: ...
 
@@ -77,9 +89,19 @@ class MilvusVectorStore:
             self._check_dim()
         else:
             self._create()
+        fields = self._client.describe_collection(collection).get("fields", [])
+        self.supports_bm25 = any(field.get("name") == SPARSE_FIELD for field in fields)
 
     def _create(self) -> None:
-        from pymilvus import DataType
+        try:
+            self._create_collection(with_bm25=True)
+        except Exception as exc:  # a server older than 2.5 rejects the analyzer and the BM25 function
+            if not _bm25_unsupported(exc):
+                raise
+            self._create_collection(with_bm25=False)
+
+    def _create_collection(self, with_bm25: bool) -> None:
+        from pymilvus import DataType, Function, FunctionType
 
         schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
@@ -90,10 +112,34 @@ class MilvusVectorStore:
         schema.add_field("page", DataType.INT64)
         schema.add_field("start", DataType.INT64)
         schema.add_field("end", DataType.INT64)
-        schema.add_field("text", DataType.VARCHAR, max_length=MAX_CHUNK_BYTES)
         index = self._client.prepare_index_params()
         params = {"M": 16, "efConstruction": 200} if self.index_type == "HNSW" else {}
         index.add_index("vector", index_type=self.index_type, metric_type="COSINE", params=params)
+        if with_bm25:
+            schema.add_field(
+                "text",
+                DataType.VARCHAR,
+                max_length=MAX_CHUNK_BYTES,
+                enable_analyzer=True,
+                analyzer_params={"type": BM25_ANALYZER},
+            )
+            schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(
+                Function(
+                    name="text_bm25",
+                    function_type=FunctionType.BM25,
+                    input_field_names=["text"],
+                    output_field_names=[SPARSE_FIELD],
+                )
+            )
+            index.add_index(
+                SPARSE_FIELD,
+                index_type="SPARSE_INVERTED_INDEX",
+                metric_type="BM25",
+                params={"bm25_k1": BM25_K1, "bm25_b": BM25_B},
+            )
+        else:
+            schema.add_field("text", DataType.VARCHAR, max_length=MAX_CHUNK_BYTES)
         self._client.create_collection(self.collection, schema=schema, index_params=index)
 
     def _check_dim(self) -> None:
@@ -126,32 +172,36 @@ class MilvusVectorStore:
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         if k <= 0:
             return []
-        k = min(k, MAX_SEARCH_LIMIT)
         params = {"metric_type": "COSINE", "params": {"ef": max(k, 64)} if self.index_type == "HNSW" else {}}
+        return self._search([np.asarray(vector, dtype=np.float32).tolist()], "vector", k, params)
+
+    def search_text(self, query: str, k: int) -> list[Hit]:
+        """BM25 over the chunk texts, with the collection's English analyzer applied to ``query`` too."""
+        if not self.supports_bm25:
+            raise VectorStoreError(f"the collection {self.collection} at {self.uri} has no BM25 field")
+        if k <= 0 or not query.strip():
+            return []
+        return self._search([query], SPARSE_FIELD, k, {"metric_type": "BM25"})
+
+    def _search(self, data: list, field: str, k: int, params: dict) -> list[Hit]:
         result = self._client.search(
             self.collection,
-            data=[np.asarray(vector, dtype=np.float32).tolist()],
-            anns_field="vector",
-            limit=k,
+            data=data,
+            anns_field=field,
+            limit=min(k, MAX_SEARCH_LIMIT),
             output_fields=[name for name in CHUNK_FIELDS if name != "chunk_id"],
             search_params=params,
         )
-        hits = []
-        for hit in result[0]:
-            entity = hit["entity"]
-            page = entity.get("page")
-            chunk = Chunk(
-                chunk_id=hit["id"],
-                source=entity["source"],
-                doc_id=entity["doc_id"],
-                title=entity["title"],
-                page=None if page in (None, NO_PAGE) else int(page),
-                start=int(entity["start"]),
-                end=int(entity["end"]),
-                text=entity["text"],
-            )
-            hits.append(Hit(chunk, float(hit["distance"])))
-        return hits
+        return [Hit(_chunk(hit["id"], hit["entity"]), float(hit["distance"])) for hit in result[0]]
+
+    def iter_chunks(self, batch_size: int = 1000):
+        """Every stored chunk, in batches: what a lexical index outside Milvus is built from."""
+        iterator = self._client.query_iterator(self.collection, batch_size=batch_size, output_fields=list(CHUNK_FIELDS))
+        try:
+            while rows := iterator.next():
+                yield [_chunk(row["chunk_id"], row) for row in rows]
+        finally:
+            iterator.close()
 
     def count(self) -> int:
         rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
@@ -159,6 +209,25 @@ class MilvusVectorStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _chunk(chunk_id: str, entity: dict) -> Chunk:
+    page = entity.get("page")
+    return Chunk(
+        chunk_id=chunk_id,
+        source=entity["source"],
+        doc_id=entity["doc_id"],
+        title=entity["title"],
+        page=None if page in (None, NO_PAGE) else int(page),
+        start=int(entity["start"]),
+        end=int(entity["end"]),
+        text=entity["text"],
+    )
+
+
+def _bm25_unsupported(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("function", "analyzer", "sparse", "bm25"))
 
 
 def _clip(text: str, max_bytes: int) -> str:

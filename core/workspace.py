@@ -22,6 +22,7 @@ from core.config import Settings
 from core.embedding import BiEncoder, Progress
 from core.embedding_cache import EmbeddingCache, embed_with_cache
 from core.parsing import IngestError, parse_file
+from core.lexical import LexicalSearch
 from core.vector_store import MilvusVectorStore, VectorStore, VectorStoreError
 
 
@@ -87,6 +88,7 @@ class Workspace:
             index_type=settings.index_type,
             token=settings.milvus_token,
         )
+        self.lexical = LexicalSearch(self.store)
         self.chunker = Chunker(encoder.tokenizer, settings.chunk_tokens, settings.chunk_overlap)
         self._lock = threading.RLock()
 

@@ -110,16 +110,16 @@ def test_rerank_orders_by_score_and_scores_the_exact_chunk_text(reranker, refere
     logits = [r.logit for r in reranked]
     assert logits == sorted(logits, reverse=True)
     assert [r.rank for r in reranked] == list(range(1, len(DOCUMENTS) + 1))
-    assert sorted(r.bi_encoder_rank for r in reranked) == list(range(1, len(DOCUMENTS) + 1))
+    assert sorted(r.first_stage_rank for r in reranked) == list(range(1, len(DOCUMENTS) + 1))
     for item in reranked:
         # The text reported is the string that was scored: re-scoring it independently gives the same logit.
         assert abs(reference(QUERY, item.chunk.text) - item.logit) < 1e-4
-        assert item.movement == item.bi_encoder_rank - item.rank
+        assert item.movement == item.first_stage_rank - item.rank
 
 
 def test_ties_keep_bi_encoder_order(reranker):
     reranked = rerank(QUERY, _candidates(["same text"] * 4), reranker)
-    assert [r.bi_encoder_rank for r in reranked] == [1, 2, 3, 4]
+    assert [r.first_stage_rank for r in reranked] == [1, 2, 3, 4]
 
 
 def test_missing_model_is_a_clear_error(tmp_path):

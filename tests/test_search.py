@@ -79,9 +79,9 @@ def test_cli_search_json_contract(cli_workspace, tiny_zerank_path):
     assert len(out["reranked"]) == 8
     first = {r["chunk_id"]: r for r in out["bi_encoder"]}
     for row in out["reranked"]:
-        assert {"rank", "chunk_id", "source", "text", "bi_encoder_rank", "logit", "probability"} <= set(row)
+        assert {"rank", "chunk_id", "source", "text", "first_stage_rank", "logit", "probability"} <= set(row)
         assert row["text"] == first[row["chunk_id"]]["text"]
-        assert first[row["chunk_id"]]["rank"] == row["bi_encoder_rank"] <= 8
+        assert first[row["chunk_id"]]["rank"] == row["first_stage_rank"] <= 8
         assert row["probability"] == pytest.approx(1 / (1 + math.exp(-row["logit"] / 5)))
     logits = [r["logit"] for r in out["reranked"]]
     assert logits == sorted(logits, reverse=True)

@@ -1,0 +1,73 @@
+"""BM25 over the indexed chunks: Milvus' own BM25 where the collection has it, bm25s otherwise.
+
+bm25s is configured like Milvus' English analyzer and BM25 (Lucene's idf, k1 1.2, b 0.75, English
+stop words, Snowball stemming), so the two engines rank alike; they tokenise slightly differently,
+so their scores are close, not identical.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import bm25s
+import numpy as np
+import Stemmer
+
+from core.chunking import Chunk
+from core.vector_store import BM25_B, BM25_K1, Hit, VectorStore
+
+
+class Bm25sIndex:
+    """An in-memory BM25 index of chunks, built with bm25s."""
+
+    def __init__(self, chunks: list[Chunk]):
+        self.chunks = chunks
+        self._stemmer = Stemmer.Stemmer("english")
+        self._index = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
+        if chunks:
+            tokens = bm25s.tokenize(
+                [c.text for c in chunks], stopwords="en", stemmer=self._stemmer, show_progress=False
+            )
+            self._index.index(tokens, show_progress=False)
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        if k <= 0 or not self.chunks:
+            return []
+        tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer, show_progress=False)
+        if not tokens.ids[0]:  # only stop words or punctuation
+            return []
+        scores = self._index.get_scores(_query_tokens(tokens))
+        order = np.argsort(-scores, kind="stable")[: min(k, len(self.chunks))]
+        return [Hit(self.chunks[i], float(scores[i])) for i in order if scores[i] > 0]
+
+
+def _query_tokens(tokens) -> list[str]:
+    vocabulary = {index: word for word, index in tokens.vocab.items()}
+    return [vocabulary[i] for i in tokens.ids[0]]
+
+
+class LexicalSearch:
+    """BM25 for one store: Milvus' BM25 when the collection has it, else a bm25s index of its chunks.
+
+    The bm25s index is rebuilt when the store's chunk count changes (an ingest or a delete).
+    """
+
+    def __init__(self, store: VectorStore):
+        self.store = store
+        self._lock = threading.Lock()
+        self._fallback: Bm25sIndex | None = None
+        self._fallback_count = -1
+
+    @property
+    def engine(self) -> str:
+        return "Milvus BM25" if self.store.supports_bm25 else "bm25s"
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        if self.store.supports_bm25:
+            return self.store.search_text(query, k)
+        with self._lock:
+            count = self.store.count()
+            if self._fallback is None or count != self._fallback_count:
+                chunks = [chunk for batch in self.store.iter_chunks() for chunk in batch]
+                self._fallback, self._fallback_count = Bm25sIndex(chunks), count
+            return self._fallback.search(query, k)
