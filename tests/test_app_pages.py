@@ -93,7 +93,7 @@ def test_search_page_shows_both_columns(app_env):
     _search(at, QUERY)
     assert not at.exception
     headers = _texts(at.subheader)
-    assert "Bi-encoder" in headers and any(h.startswith("Reranked by") for h in headers)
+    assert "Dense (bi-encoder)" in headers and any(h.startswith("Reranked by") for h in headers)
     markdown = " ".join(_texts(at.markdown))
     assert "cosine" in markdown and "P(relevant)" in markdown and "logit" in markdown
     assert "finance/ipo-lock-up-period.md" in markdown
@@ -105,7 +105,7 @@ def test_search_page_shows_both_columns(app_env):
 
     # Results survive a rerun that is not a new search.
     at.run()
-    assert "Bi-encoder" in _texts(at.subheader) and "P(relevant)" in " ".join(_texts(at.markdown))
+    assert "Dense (bi-encoder)" in _texts(at.subheader) and "P(relevant)" in " ".join(_texts(at.markdown))
 
 
 def test_search_page_without_loadable_reranker_keeps_bi_encoder_column(app_env, monkeypatch):
@@ -117,7 +117,7 @@ def test_search_page_without_loadable_reranker_keeps_bi_encoder_column(app_env, 
     assert not at.exception
     warnings = " ".join(_texts(at.warning))
     assert "not in the local Hugging Face cache" in warnings and "bi-encoder" in warnings
-    assert "Bi-encoder" in _texts(at.subheader)
+    assert "Dense (bi-encoder)" in _texts(at.subheader)
     assert "cosine" in " ".join(_texts(at.markdown))
     assert any(b.label == "Retry loading the reranker" for b in at.button)
 
@@ -128,7 +128,7 @@ def test_search_page_opens_query_from_url(app_env):
     assert not at.exception
     assert at.text_input(key="search_query").value == "legitimate interest under GDPR"
     assert at.number_input(key="search_k").value == 15
-    assert "Bi-encoder" in _texts(at.subheader)
+    assert "Dense (bi-encoder)" in _texts(at.subheader)
     assert "legal/gdpr-legitimate-interests.md" in _texts(at.markdown)[1]  # the first row's source line
 
 
@@ -195,7 +195,7 @@ def test_labels_on_the_search_page_give_ndcg_of_both_columns(app_env):
     control.set_value("3").run()
     assert not at.exception
     labels = {m.label: m.value for m in at.metric}
-    assert labels["NDCG@10 bi-encoder"] == "1.000"
+    assert labels["NDCG@10 dense"] == "1.000"
     assert labels["NDCG@10 reranked"] not in ("—", None)
     # The label is in the workspace as TREC qrels.
     qrels = (app_env / "workspace" / "labels.qrels").read_text().split()
@@ -215,3 +215,57 @@ def test_evaluate_page_runs_the_demo_judgments(app_env):
     assert len(at.get("plotly_chart")) == 3  # per-query lift, probability histogram, reliability
     assert len(at.get("download_button")) == 3
     assert (app_env / "workspace" / "evaluations").is_dir()
+
+
+def test_hybrid_first_stage_shows_three_columns_with_provenance(app_env):
+    _load_demo()
+    at = _page("views/search.py", q=QUERY, stage="hybrid", fusion="rrf")
+    assert not at.exception
+    headers = _texts(at.subheader)
+    assert "Dense (bi-encoder)" in headers and "Hybrid" in headers
+    assert any(h.startswith("Reranked by") for h in headers)
+    markdown = " ".join(_texts(at.markdown))
+    assert "RRF score" in markdown and "from dense #" in markdown and "BM25 #" in markdown
+    assert at.radio(key="search_stage").value == "hybrid"
+    assert {m.label for m in at.metric} >= {"BM25 + fusion"}
+
+    # Two columns on request: the dense one goes, the hybrid and reranked ones stay.
+    at.toggle(key="three_columns").set_value(False).run()
+    headers = _texts(at.subheader)
+    assert "Dense (bi-encoder)" not in headers and "Hybrid" in headers
+
+
+def test_bm25_first_stage_finds_the_exact_term(app_env):
+    _load_demo()
+    at = _page("views/search.py", q="Section 230", stage="bm25")
+    assert not at.exception
+    assert "BM25" in _texts(at.subheader)
+    assert "BM25 (Milvus BM25" in " ".join(_texts(at.caption))
+
+
+def test_probability_threshold_greys_out_or_hides_and_says_how_many(app_env):
+    _load_demo()
+    at = _page("views/search.py", q=QUERY, depth="5")
+    reranked = [m for m in _texts(at.markdown) if "P(relevant)" in m and "logit" in m]
+    assert len(reranked) == 5
+    at.slider(key="threshold").set_value(1.0).run()  # every probability is below 1
+    info = " ".join(_texts(at.info))
+    assert "5 of 5 candidates have P(relevant) below 1.00 and are greyed out" in info
+    assert sum("below the threshold" in m for m in _texts(at.markdown)) == 5
+    at.radio(key="below").set_value("hide").run()
+    assert "are hidden" in " ".join(_texts(at.info))
+    assert not [m for m in _texts(at.markdown) if "P(relevant)" in m and "logit" in m]
+
+
+def test_instruction_reaches_the_reranker_and_its_effect_is_shown(app_env):
+    _load_demo()
+    at = _page("views/search.py")
+    at.text_area(key="search_instruction").set_value("Prefer statutes over commentary.")
+    at.checkbox(key="search_compare").check()
+    _search(at, QUERY)
+    assert not at.exception
+    assert at.query_params["instr"] in (["Prefer statutes over commentary."], "Prefer statutes over commentary.")
+    rows = [m for m in _texts(at.markdown) if "P(relevant)" in m and "logit" in m]
+    assert rows and all("instruction " in m and "without)" in m for m in rows)
+    code = " ".join(str(c.value) for c in at.code)
+    assert "<instruction>\nPrefer statutes over commentary.\n</instruction>" in code

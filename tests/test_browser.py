@@ -94,7 +94,7 @@ def test_upload_query_and_both_columns_in_chromium(server):
         expect(page.get_by_text("mutex.txt: 1 document(s)")).to_be_visible()
 
         page.goto(f"{server}/search?q=When+can+insiders+sell+after+an+IPO")
-        expect(page.get_by_role("heading", name="Bi-encoder")).to_be_visible()
+        expect(page.get_by_role("heading", name="Dense (bi-encoder)")).to_be_visible()
         expect(page.get_by_role("heading", name="Reranked by model")).to_be_visible()
         expect(page.get_by_text("P(relevant)").first).to_be_visible()
         expect(page.get_by_text("cosine").first).to_be_visible()

@@ -9,7 +9,7 @@ import streamlit as st
 from core.chunking import Chunk
 from core.highlight import mark, snippet
 from core.labels import GRADES, LabelStore, document_key
-from core.search import SearchResult, movement_label
+from core.search import BM25, DENSE, RetrievedChunk, SearchResult, apply_score_controls, movement_label
 
 
 def _where(chunk: Chunk) -> str:
@@ -59,17 +59,70 @@ def _row(header: str, chunk: Chunk, query: str, labels: LabelStore | None, colum
         _label(labels, query, chunk, column, given)
 
 
-def bi_encoder_column(result: SearchResult, show: int, labels: LabelStore | None = None) -> None:
-    st.subheader("Bi-encoder")
-    st.caption(f"Top {len(result.bi_encoder)} by cosine similarity of the query and chunk embeddings.")
-    if not result.bi_encoder:
-        st.info("No results: the index is empty. Load documents on the Documents page.")
+SOURCE_NAMES = {DENSE: "dense", BM25: "BM25"}
+
+
+def provenance(sources: dict[str, int]) -> str:
+    """Which first-stage lists a candidate came from, with its rank in each: "dense #3 · BM25 #1"."""
+    return " · ".join(f"{label} #{sources[name]}" for name, label in SOURCE_NAMES.items() if name in sources)
+
+
+def first_stage_column(
+    title: str, caption: str, items: list[RetrievedChunk], score_name: str, result: SearchResult, show: int,
+    labels: LabelStore | None, column: str, mark_sources: bool = False,
+) -> None:  # fmt: skip
+    st.subheader(title)
+    st.caption(caption)
+    if not items:
+        st.info(
+            "No results: the index is empty. Load documents on the Documents page."
+            if column == "bi"
+            else "No results: no indexed chunk shares a word with the query (after stop words and stemming)."
+        )
     given = labels.labels_for(result.query) if labels else {}
-    for item in result.bi_encoder[:show]:
-        _row(f"**#{item.rank}** · cosine **{item.score:.3f}**", item.chunk, result.query, labels, "bi", given)
+    for item in items[:show]:
+        header = f"**#{item.rank}** · {score_name} **{item.score:.4g}**"
+        if mark_sources:
+            header += f" · from {provenance(item.sources)}"
+        _row(header, item.chunk, result.query, labels, column, given)
 
 
-def reranked_column(result: SearchResult, show: int, labels: LabelStore | None = None) -> None:
+def bi_encoder_column(result: SearchResult, show: int, labels: LabelStore | None = None) -> None:
+    first_stage_column(
+        "Dense (bi-encoder)",
+        f"Top {len(result.bi_encoder)} by cosine similarity of the query and chunk embeddings.",
+        result.bi_encoder, "cosine", result, show, labels, "bi",
+    )  # fmt: skip
+
+
+def lexical_column(result: SearchResult, show: int, labels: LabelStore | None = None) -> None:
+    """BM25's list, or the hybrid list with where each candidate came from."""
+    if result.first_stage.mode == "bm25":
+        first_stage_column(
+            "BM25",
+            f"Top {len(result.bm25)} by BM25 ({result.lexical_engine}; English analyzer: lowercase, stop words, "
+            "stemming).",
+            result.bm25, "BM25", result, show, labels, "bm25",
+        )  # fmt: skip
+        return
+    scale = "RRF score" if result.first_stage.fusion == "rrf" else "fused score"
+    first_stage_column(
+        "Hybrid",
+        f"Top {len(result.fused)} by {result.first_stage.label} of the dense list and {len(result.bm25)} BM25 hits "
+        f"({result.lexical_engine}).",
+        result.fused, scale, result, show, labels, "hybrid", mark_sources=True,
+    )  # fmt: skip
+
+
+def reranked_column(
+    result: SearchResult,
+    show: int,
+    labels: LabelStore | None = None,
+    threshold: float = 0.0,
+    weight: float = 1.0,
+    below: str = "grey out",
+) -> None:
+    """The reranked list under the score controls: blend weight, probability threshold (hide or grey out)."""
     st.subheader(f"Reranked by {result.reranker.rstrip('/').split('/')[-1]}" if result.reranker else "Reranked")
     if result.reranker_error:
         st.warning(result.reranker_error, icon="⚠️")
@@ -77,22 +130,49 @@ def reranked_column(result: SearchResult, show: int, labels: LabelStore | None =
     if not result.reranked:
         st.info("Not reranked yet.")
         return
+    blended = weight < 1.0
     st.caption(
-        f"Top {len(result.reranked)} bi-encoder candidates rescored by {result.reranker}. "
+        f"Top {len(result.reranked)} {result.first_stage.label} candidates rescored by {result.reranker}. "
         f"**P(relevant) = {result.probability_label}**; the raw logit is the model's score before calibration."
+        + (
+            f" Ordered by {weight:.2f} × P(relevant) + {1 - weight:.2f} × first-stage score (min-max over these "
+            "candidates)."
+            if blended
+            else ""
+        )
     )
+    if result.instruction:
+        st.caption(f"Instruction given to the reranker: *{html.escape(result.instruction)}*")
     if result.reranker_truncated:
         st.warning(
             f"{result.reranker_truncated} of {len(result.reranked)} candidates are longer than the reranker's "
             "window and were scored on their beginning only. Use smaller chunks on the Documents page.",
             icon="✂️",
         )
-    given = labels.labels_for(result.query) if labels else {}
-    for item in result.reranked[:show]:
-        move = movement_label(item.movement, item.rank, item.bi_encoder_rank)
-        colour = "green" if item.movement > 0 else "red" if item.movement < 0 else "gray"
-        header = (
-            f"**#{item.rank}** :{colour}[{move}] · P(relevant) **{item.probability:.3f}** · "
-            f"logit {item.logit:+.2f} · was #{item.bi_encoder_rank}"
+    rows = apply_score_controls(result.reranked, threshold, weight)
+    under = sum(row.below_threshold for row in rows)
+    if under:
+        st.info(
+            f"{under} of {len(rows)} candidates have P(relevant) below {threshold:.2f}"
+            + (" and are hidden." if below == "hide" else " and are greyed out.")
         )
+    given = labels.labels_for(result.query) if labels else {}
+    shown = [row for row in rows if not (below == "hide" and row.below_threshold)]
+    for row in shown[:show]:
+        item = row.item
+        move = movement_label(row.item.first_stage_rank - row.rank, row.rank, item.first_stage_rank)
+        colour = "green" if item.first_stage_rank > row.rank else "red" if item.first_stage_rank < row.rank else "gray"
+        details = f"P(relevant) **{item.probability:.3f}** · logit {item.logit:+.2f} · was #{item.first_stage_rank}"
+        if blended:
+            details += f" · blended {row.score:.3f}"
+        if result.first_stage.mode != "dense":
+            details += f" · from {provenance(item.sources)}"
+        if item.rank_without_instruction is not None:
+            change = item.rank_without_instruction - item.rank
+            effect = f"↑{change}" if change > 0 else f"↓{-change}" if change < 0 else "="
+            details += f" · instruction {effect} (#{item.rank_without_instruction} without)"
+        if row.below_threshold:  # one grey line: Streamlit's colour directives do not nest
+            header = f":gray[**#{row.rank}** {move} · {details} · below the threshold]"
+        else:
+            header = f"**#{row.rank}** :{colour}[{move}] · {details}"
         _row(header, item.chunk, result.query, labels, "re", given)
