@@ -5,6 +5,11 @@ zerank-2 loads natively: its hub layout declares a text-generation Transformer m
 the raw score (identity activation) and report both it and the calibrated probability, which for
 zerank's single-token logit is ``sigmoid(logit / 5)``. Any other CrossEncoder id or local path works
 too; a sequence-classification reranker's probability is the usual ``sigmoid(logit)``.
+
+Scoring goes through ``core.rerank_engine`` where the model allows it (a causal LM read at one token,
+as zerank-2 is): the same token ids and the same logit as ``predict``, computed with length-sorted,
+token-budget batches and one LM-head row instead of the whole vocabulary. ``engine="predict"`` (or
+``RERANK_ENGINE=predict``) scores with plain ``CrossEncoder.predict`` instead.
 """
 
 from __future__ import annotations
@@ -57,8 +62,22 @@ def sigmoid(x: np.ndarray | float, temperature: float = 1.0):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64) / temperature))
 
 
+# How ``Reranker.score`` scores: "auto" uses the rerank engine where the model allows it, else predict;
+# "engine" insists on the engine (an error for a model it cannot score); "predict" is plain predict.
+SCORING_ENGINES = ("auto", "engine", "predict")
+
+
 class Reranker:
-    def __init__(self, model, model_id: str, device: str, dtype: str, temperature: float, license: str | None):
+    def __init__(
+        self,
+        model,
+        model_id: str,
+        device: str,
+        dtype: str,
+        temperature: float,
+        license: str | None,
+        engine: str = "auto",
+    ):
         self.model = model
         self.model_id = model_id
         self.device = device
@@ -72,6 +91,12 @@ class Reranker:
         self.seconds_scoring = 0.0
         # One model serves every browser session; scoring is serialised (it saturates the device anyway).
         self._lock = threading.Lock()
+        self._engine = _make_engine(model, engine)
+
+    @property
+    def scoring(self) -> str:
+        """Which path scores: "engine" (core.rerank_engine) or "predict" (CrossEncoder.predict)."""
+        return "engine" if self._engine is not None else "predict"
 
     @property
     def probability_label(self) -> str:
@@ -79,20 +104,27 @@ class Reranker:
         return f"sigmoid({scale})"
 
     def score(self, query: str, texts: list[str], batch_size: int = 8) -> np.ndarray:
-        """The raw relevance score (logit) of each (query, text) pair."""
+        """The raw relevance score (logit) of each (query, text) pair.
+
+        ``batch_size`` is predict's; the engine batches by a token budget instead, and its scores do not
+        depend on the batching either way.
+        """
         import torch
 
         if not texts:
             return np.zeros(0, dtype=np.float32)
         with self._lock:
             started = time.perf_counter()
-            scores = self.model.predict(
-                [(query, text) for text in texts],
-                batch_size=batch_size,
-                activation_fn=torch.nn.Identity(),
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            if self._engine is not None:
+                scores = self._engine.score(query, texts)
+            else:
+                scores = self.model.predict(
+                    [(query, text) for text in texts],
+                    batch_size=batch_size,
+                    activation_fn=torch.nn.Identity(),
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
             self.seconds_scoring += time.perf_counter() - started
             self.pairs_scored += len(texts)
         return np.asarray(scores, dtype=np.float32).reshape(-1)
@@ -123,10 +155,35 @@ class Reranker:
         return self.pairs_scored / self.seconds_scoring if self.seconds_scoring > 0 else None
 
 
-def load_reranker(model_id: str, device: str = "auto", dtype: str = "auto") -> Reranker:
-    """Load a CrossEncoder from a hub id or a local folder, or raise ``RerankerLoadError``."""
+def _make_engine(model, engine: str):
+    """The rerank engine for ``model``, or None where plain predict scores (asked for, or the only way)."""
+    from core.rerank_engine import RerankEngine, unsupported_reason
+
+    if engine not in SCORING_ENGINES:
+        raise ValueError(f"unknown scoring engine {engine!r}; use one of {', '.join(SCORING_ENGINES)}")
+    if engine == "predict":
+        return None
+    reason = unsupported_reason(model)
+    if reason is None:
+        return RerankEngine(model)
+    if engine == "engine":
+        raise ValueError(f"the rerank engine cannot score this model: {reason}")
+    return None
+
+
+def load_reranker(model_id: str, device: str = "auto", dtype: str = "auto", engine: str | None = None) -> Reranker:
+    """Load a CrossEncoder from a hub id or a local folder, or raise ``RerankerLoadError``.
+
+    ``engine`` picks how it scores (see ``SCORING_ENGINES``); by default ``RERANK_ENGINE``, else "auto".
+    """
     import torch
     from sentence_transformers import CrossEncoder
+
+    engine = engine or os.environ.get("RERANK_ENGINE") or "auto"
+    if engine not in SCORING_ENGINES:
+        raise RerankerLoadError(
+            model_id, f"unknown scoring engine {engine!r}", f"Use one of {', '.join(SCORING_ENGINES)}"
+        )
 
     try:
         resolved_device = resolve_device(device)
@@ -165,7 +222,12 @@ def load_reranker(model_id: str, device: str = "auto", dtype: str = "auto") -> R
         )
     _ensure_generation_prompt(model)
     temperature = probability_temperature(model_id, model)
-    return Reranker(model, model_id, resolved_device, dtype_name(torch_dtype), temperature, _license(model_id, local))
+    try:
+        return Reranker(
+            model, model_id, resolved_device, dtype_name(torch_dtype), temperature, _license(model_id, local), engine
+        )
+    except ValueError as exc:  # engine="engine" on a model the engine cannot score
+        raise RerankerLoadError(model_id, str(exc), 'Use engine "auto" or "predict"') from exc
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
