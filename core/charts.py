@@ -60,8 +60,8 @@ def latency_figure(history: list[dict]) -> go.Figure:
 
 
 def per_query_lift_figure(evaluation, metric: str = "ndcg@10") -> go.Figure:
-    """Reranked minus bi-encoder per query, sorted: where reranking helped (right) and hurt (left)."""
-    before, after = evaluation.metrics["bi_encoder"], evaluation.metrics["reranked"]
+    """Reranked minus the reranked first stage per query, sorted: where reranking helped (right) and hurt (left)."""
+    before, after = evaluation.metrics[evaluation.baseline], evaluation.metrics["reranked"]
     texts = {q.qid: q.query for q in evaluation.queries}
     rows = sorted(((after[q][metric] - before[q][metric], q) for q in after), key=lambda r: r[0])
     figure = go.Figure(
@@ -74,7 +74,7 @@ def per_query_lift_figure(evaluation, metric: str = "ndcg@10") -> go.Figure:
         )
     )
     figure.update_layout(
-        title=f"{metric} lift per query (reranked − bi-encoder), sorted",
+        title=f"{metric} lift per query (reranked − {evaluation.baseline}), sorted",
         xaxis={"type": "category", "showticklabels": len(rows) <= 60, "title": "query"},
         yaxis_title=f"Δ {metric}",
         height=360,

@@ -211,9 +211,22 @@ def test_evaluate_page_runs_the_demo_judgments(app_env):
     assert not at.exception
     table = at.dataframe[1].value  # [0] lists past runs, [1] the metrics of the one shown
     assert list(table["metric"]) == ["ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"]
-    assert {"bi-encoder", "reranked", "lift", "95% CI (bootstrap)", "p (randomization)"} <= set(table.columns)
+    stages = {"dense", "BM25", "hybrid RRF", "hybrid weighted", "reranked"}
+    assert stages | {"lift", "95% CI (bootstrap)", "p (randomization)"} <= set(table.columns)
     assert len(at.get("plotly_chart")) == 3  # per-query lift, probability histogram, reliability
-    assert len(at.get("download_button")) == 3
+    assert len(at.get("download_button")) == 6  # a TREC run per stage, and the per-query CSV
+
+
+def test_evaluate_page_reranks_the_chosen_first_stage(app_env):
+    at = _page("views/evaluate.py")
+    at.number_input[0].set_value(10)
+    at.number_input[1].set_value(3)
+    at.selectbox(key="eval_first_stage").set_value("hybrid_rrf")
+    next(b for b in at.button if b.label == "Run the evaluation").click().run()
+    assert not at.exception
+    shown = " ".join(_texts(at.markdown))
+    assert "reranked first stage: hybrid (RRF, k=60)" in shown
+    assert "Lift = reranked − hybrid RRF per query" in " ".join(_texts(at.caption))
     assert (app_env / "workspace" / "evaluations").is_dir()
 
 

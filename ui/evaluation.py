@@ -15,15 +15,26 @@ from core.metrics import METRICS
 THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
 
+STAGE_NAMES = {
+    "bi_encoder": "dense",
+    "bm25": "BM25",
+    "hybrid_rrf": "hybrid RRF",
+    "hybrid_weighted": "hybrid weighted",
+    "reranked": "reranked",
+}
+
+
 def metrics_table(evaluation: Evaluation) -> pd.DataFrame:
-    bi, re = evaluation.means("bi_encoder"), evaluation.means("reranked")
+    """One row per metric, one column per first stage, then reranked with its lift over the reranked stage."""
+    means = {stage: evaluation.means(stage) for stage in evaluation.stages}
     rows = []
     for metric in METRICS:
-        row = {"metric": metric, "bi-encoder": round(bi[metric], 4)}
+        row = {"metric": metric}
+        row |= {STAGE_NAMES.get(s, s): round(m[metric], 4) for s, m in means.items() if s != "reranked"}
         if evaluation.has_reranking:
             result = evaluation.lift(metric)
             row |= {
-                "reranked": round(re[metric], 4),
+                "reranked": round(means["reranked"][metric], 4),
                 "lift": f"{result.mean:+.4f}",
                 "95% CI (bootstrap)": f"{result.ci95[0]:+.4f} … {result.ci95[1]:+.4f}",
                 "p (randomization)": f"{result.p_value:.4f}",
@@ -37,10 +48,13 @@ def show_evaluation(evaluation: Evaluation, key: str) -> None:
     settings = evaluation.settings
     st.markdown(
         f"**{evaluation.dataset}** · {len(evaluation.queries)} queries · k={settings.get('k')} · "
-        f"rerank depth {settings.get('rerank_depth')} · bi-encoder `{settings.get('bi_encoder')}` · "
+        f"rerank depth {settings.get('rerank_depth')} · reranked first stage: "
+        f"{settings.get('first_stage_label', 'dense (bi-encoder)')} · bi-encoder `{settings.get('bi_encoder')}` · "
         f"reranker `{settings.get('reranker') or 'none'}` · {evaluation.timings_s.get('total', 0):.1f} s · "
         f"{evaluation.created_at.replace('T', ' ')}"
     )
+    if settings.get("instruction"):
+        st.caption(f"Reranker instruction: *{settings['instruction']}*")
     if evaluation.cancelled:
         st.warning("This evaluation was cancelled: the figures cover the queries it finished.")
     if evaluation.reranker_error:
@@ -55,8 +69,10 @@ def show_evaluation(evaluation: Evaluation, key: str) -> None:
     st.dataframe(metrics_table(evaluation), hide_index=True)
     st.caption(
         "Documents are scored by their best chunk (MaxP); metrics are per document id, with trec_eval's graded "
-        "gain. Lift = reranked − bi-encoder per query; CI from 10,000 paired bootstrap resamples of queries; "
-        "p from a two-sided paired randomization test."
+        f"gain. BM25 by {settings.get('lexical_engine', 'BM25')}; hybrid RRF with k=60, hybrid weighted with "
+        "0.5 × min-max dense + 0.5 × min-max BM25. Recall@100 of a first stage is the ceiling for reranking it. "
+        f"Lift = reranked − {STAGE_NAMES.get(evaluation.baseline, evaluation.baseline)} per query; CI from 10,000 "
+        "paired bootstrap resamples of queries; p from a two-sided paired randomization test."
     )
 
     if evaluation.has_reranking:
@@ -64,15 +80,15 @@ def show_evaluation(evaluation: Evaluation, key: str) -> None:
         st.plotly_chart(per_query_lift_figure(evaluation, metric), key=f"lift_{key}")
         _calibration(evaluation, key)
 
-    downloads = st.columns(3)
-    downloads[0].download_button(
-        "Bi-encoder run (TREC)", evaluation.trec_run("bi_encoder"), "bi_encoder.run", key=f"dl_bi_{key}"
-    )
-    if evaluation.has_reranking:
-        downloads[1].download_button(
-            "Reranked run (TREC)", evaluation.trec_run("reranked"), "reranked.run", key=f"dl_re_{key}"
+    downloads = st.columns(len(evaluation.stages) + 1)
+    for column, stage in zip(downloads, evaluation.stages):
+        column.download_button(
+            f"{STAGE_NAMES.get(stage, stage).capitalize()} run (TREC)",
+            evaluation.trec_run(stage),
+            f"{stage}.run",
+            key=f"dl_{stage}_{key}",
         )
-    downloads[2].download_button(
+    downloads[-1].download_button(
         "Per-query metrics (CSV)", evaluation.per_query_csv(), "per_query.csv", key=f"dl_csv_{key}"
     )
 

@@ -14,10 +14,11 @@ from core.eval_runner import (
     run_label_evaluation,
     save_uploaded_dataset,
 )
+from core.evaluation import FIRST_STAGES
 from core.labels import LabelStore
 from core.reranker import format_seconds
 from ui import resources
-from ui.evaluation import show_evaluation
+from ui.evaluation import STAGE_NAMES, show_evaluation
 from ui.ingest import progress_callback
 from ui.sidebar import current_settings, reranker_enabled
 
@@ -83,9 +84,19 @@ else:
                 for problem in problems[:50]:
                     st.warning(problem)
 
-left, right = st.columns(2)
+left, middle, right = st.columns(3)
 k = left.number_input("Documents retrieved per query (k)", 1, 1000, 100)
-depth = right.number_input("Documents reranked per query", 0, 1000, 20, help="Chunks of the top N documents")
+depth = middle.number_input("Documents reranked per query", 0, 1000, 20, help="Chunks of the top N documents")
+stage_key = right.selectbox(
+    "First stage to rerank",
+    list(FIRST_STAGES),
+    format_func=STAGE_NAMES.get,
+    key="eval_first_stage",
+    help="Every first stage is evaluated and reported; the reranker rescores this one's candidates.",
+)
+instruction = st.text_input(
+    "Reranker instruction (optional)", key="eval_instruction", placeholder="e.g. Prefer statutes over commentary."
+)
 
 reranker, load_error = (None, None)
 if reranker_enabled(settings) and depth > 0:
@@ -120,8 +131,9 @@ if start:
     try:
         if source == LABELS:
             evaluation = run_label_evaluation(
-                workspace, reranker, k=int(k), rerank_depth=int(depth), reranker_error=error, progress=query_progress
-            )
+                workspace, reranker, k=int(k), rerank_depth=int(depth), reranker_error=error, progress=query_progress,
+                first_stage=FIRST_STAGES[stage_key], instruction=instruction,
+            )  # fmt: skip
         else:
             evaluation, _ = run_dataset_evaluation(
                 settings,
@@ -133,6 +145,8 @@ if start:
                 reranker_error=error,
                 embed_progress=progress_callback(bar),
                 progress=query_progress,
+                first_stage=FIRST_STAGES[stage_key],
+                instruction=instruction,
             )
     except DatasetError as exc:
         st.error(str(exc), icon="⚠️")
@@ -163,7 +177,9 @@ overview = pd.DataFrame(
             "reranker": e.settings.get("reranker") or "none",
             "k": e.settings.get("k"),
             "depth": e.settings.get("rerank_depth"),
-            "bi-encoder NDCG@10": round(e.means("bi_encoder")["ndcg@10"], 4) if e.queries else None,
+            "dense NDCG@10": round(e.means("bi_encoder")["ndcg@10"], 4) if e.queries else None,
+            "hybrid RRF NDCG@10": round(e.means("hybrid_rrf")["ndcg@10"], 4) if "hybrid_rrf" in e.metrics else None,
+            "reranked": STAGE_NAMES.get(e.baseline, e.baseline) if e.has_reranking else None,
             "reranked NDCG@10": round(e.means("reranked")["ndcg@10"], 4) if e.has_reranking and e.queries else None,
             "run": Path(p).name,
         }
