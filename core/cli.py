@@ -170,12 +170,13 @@ def _index(args, workspace) -> int:
 
 def _load_reranker(args, settings):
     """(reranker, None) or (None, why not): a reranker that cannot load never stops the first stage."""
-    from core.reranker import RerankerLoadError, load_reranker
+    from core.backends import open_reranker
+    from core.reranker import RerankerLoadError
 
     if (args.reranker or "").lower() == "none":
         return None, "reranking disabled (--reranker none)"
     try:
-        return load_reranker(settings.reranker, settings.device, settings.dtype), None
+        return open_reranker(settings.reranker, settings.device, settings.dtype), None
     except RerankerLoadError as exc:
         return None, str(exc)
 

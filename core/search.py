@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from core.chunking import Chunk
 from core.embedding import BiEncoder
 from core.fusion import RRF_K, blend, min_max, ranked, reciprocal_rank_fusion, weighted_fusion
+from core.http_reranker import RerankServerError
 from core.lexical import LexicalSearch
 from core.prompts import reranker_query
 from core.reranker import Reranker, estimate_seconds
@@ -299,7 +300,14 @@ def add_reranking(
         if result.instruction and compare_without_instruction:
             plain = {r.chunk.chunk_id: r.rank for r in rerank(result.query, candidates, reranker)}
             reranked = [replace(r, rank_without_instruction=plain[r.chunk.chunk_id]) for r in reranked]
-    except Exception as exc:  # e.g. out of memory on a long batch, or a rerank server that is down
+    except RerankServerError as exc:
+        result.reranked = []
+        result.reranker_error = (
+            f"{exc} Showing the first stage's ranking only. Check the server (docs/serving.md), or unset "
+            "RERANK_SERVER_URL to rerank in this process."
+        )
+        return result
+    except Exception as exc:  # e.g. out of memory on a long batch
         result.reranked = []
         result.reranker_error = f"reranking with {reranker.model_id} failed: {type(exc).__name__}: {exc}"
         return result

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.backends import open_reranker, server_url
 from core.config import Settings
 from core.embedding import BiEncoder, BiEncoderLoadError
-from core.reranker import Reranker, RerankerLoadError, load_reranker
+from core.reranker import Reranker, RerankerLoadError
 from core.vector_store import VectorStoreError
 from core.workspace import Workspace
 
@@ -47,17 +48,20 @@ def workspace(settings: Settings) -> Workspace:
 
 
 @st.cache_resource(show_spinner="Loading the reranker (a 4B model takes a while)…")
-def _reranker(model_id: str, device: str, dtype: str) -> tuple[Reranker | None, RerankerLoadError | None]:
+def _reranker(
+    model_id: str, device: str, dtype: str, server: str
+) -> tuple[Reranker | None, RerankerLoadError | None]:
     # The failure is cached too, so every rerun doesn't retry a load that can't succeed; the search
-    # page offers a retry button that clears this cache.
+    # page offers a retry button that clears this cache. ``server`` (RERANK_SERVER_URL) is in the key
+    # so that pointing the app at a rerank server takes effect.
     try:
-        return load_reranker(model_id, device, dtype), None
+        return open_reranker(model_id, device, dtype), None
     except RerankerLoadError as exc:
         return None, exc
 
 
 def reranker(settings: Settings) -> tuple[Reranker | None, RerankerLoadError | None]:
-    return _reranker(settings.reranker, settings.device, settings.dtype)
+    return _reranker(settings.reranker, settings.device, settings.dtype, server_url())
 
 
 def forget_reranker_failure() -> None:

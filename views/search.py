@@ -184,10 +184,12 @@ reranker = None
 if reranker_enabled(settings):
     reranker, load_error = resources.reranker(settings)
     if reranker is not None:
-        st.sidebar.caption(
-            f"Reranker loaded: {format_params(reranker.params)} parameters on {reranker.device} ({reranker.dtype})"
-            + (f"; licence {reranker.license}" if reranker.license else "")
+        loaded = (
+            f"Reranker: {reranker.describe()}"
+            if hasattr(reranker, "describe")  # a rerank server
+            else f"Reranker loaded: {format_params(reranker.params)} parameters on {reranker.device} ({reranker.dtype})"
         )
+        st.sidebar.caption(loaded + (f"; licence {reranker.license}" if reranker.license else ""))
 pending = not result.reranked and result.reranker_error is None
 if pending and not reranker_enabled(settings):
     skip_reranking(result, "Reranking is off (the reranker is set to 'none' in the sidebar).")

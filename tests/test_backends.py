@@ -1,0 +1,59 @@
+"""Choosing the reranker backend: a rerank server when RERANK_SERVER_URL is set, else the local model."""
+
+import socket
+
+import pytest
+
+from core.backends import open_reranker
+from core.chunking import Chunk
+from core.http_reranker import HttpReranker
+from core.reranker import Reranker, RerankerLoadError
+from core.search import RetrievedChunk, SearchResult, add_reranking
+from tests.rerank_server import RerankTestServer
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_without_a_server_url_the_local_model_loads(tiny_zerank_path, monkeypatch):
+    monkeypatch.delenv("RERANK_SERVER_URL", raising=False)
+    assert isinstance(open_reranker(str(tiny_zerank_path), "cpu", "float32"), Reranker)
+
+
+def test_a_server_url_selects_the_server_and_scores_like_the_local_model(tiny_zerank_path, monkeypatch):
+    server = RerankTestServer(tiny_zerank_path).start()
+    try:
+        monkeypatch.setenv("RERANK_SERVER_URL", server.url)
+        remote = open_reranker("zerank-served", "cpu", "float32")
+        assert isinstance(remote, HttpReranker) and remote.model_id == "zerank-served"
+        monkeypatch.delenv("RERANK_SERVER_URL")
+        here = open_reranker(str(tiny_zerank_path), "cpu", "float32")
+        texts = ["lock-up periods end 180 days after an IPO", "a recipe for bread", "x"]
+        remote_logits = remote.score("When does the lock-up expire?", texts)
+        local_logits = here.score("When does the lock-up expire?", texts)
+        assert max(abs(a - b) for a, b in zip(remote_logits, local_logits)) < 1e-4
+    finally:
+        server.stop()
+
+
+def test_a_bad_server_setting_is_a_load_error_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("RERANK_SERVER_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("RERANK_SERVER_TIMEOUT", "soon")
+    with pytest.raises(RerankerLoadError) as raised:
+        open_reranker("zerank")
+    assert "RERANK_SERVER_TIMEOUT" in raised.value.reason and "docs/serving.md" in raised.value.advice
+
+
+def test_a_down_server_keeps_the_first_stage_and_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("RERANK_SERVER_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("RERANK_SERVER_RETRIES", "0")
+    reranker = open_reranker("zerank")
+    chunk = Chunk("a.md:0", "a.md", "a.md", "a", None, 0, 4, "text")
+    result = SearchResult("q", 1, 1, [RetrievedChunk(1, chunk, 0.5, {"dense": 1})])
+    add_reranking(result, reranker)
+    assert result.reranked == [] and result.bi_encoder
+    assert "is down or unreachable" in result.reranker_error
+    assert "unset RERANK_SERVER_URL" in result.reranker_error
