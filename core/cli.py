@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     _common(bench)
 
+    bench_rerank = commands.add_parser(
+        "bench-rerank", help="our reranker engine against CrossEncoder.predict on a zerank-2-shaped model"
+    )
+    from core.bench_rerank import add_arguments as bench_rerank_arguments
+
+    bench_rerank_arguments(bench_rerank)
+
     listing = commands.add_parser("list", help="list indexed files")
     _common(listing)
     delete = commands.add_parser("delete", help="remove an indexed file")
@@ -116,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         return _eval(args, settings)
     if args.command == "bench-embed":
         return _bench_embed(args, settings)
+    if args.command == "bench-rerank":
+        from core.bench_rerank import run as bench_rerank
+
+        return bench_rerank(args)
     try:
         workspace = _open(settings)
     except (BiEncoderLoadError, VectorStoreError, ValueError) as exc:
