@@ -124,3 +124,69 @@ def test_rerank_time_estimate():
     small = estimate_seconds(10, 200, 1e8)
     assert estimate_seconds(20, 200, 1e8) == pytest.approx(2 * small)
     assert estimate_seconds(10, 200, 4e9) == pytest.approx(40 * small)
+
+
+def test_bm25_and_hybrid_first_stages_on_demo_corpus(workspace, tiny_zerank_path):
+    from core.search import BM25, DENSE, FirstStage, add_reranking, first_stage, fuse
+
+    workspace.ingest_paths([DEMO_CORPUS])
+    query = "Can a force majeure clause excuse performance during a pandemic?"
+
+    def run(stage: FirstStage):
+        return first_stage(query, workspace.encoder, workspace.store, k=15, rerank_depth=6, stage=stage,
+                           lexical=workspace.lexical)  # fmt: skip
+
+    dense = run(FirstStage("dense"))
+    assert len(dense.bi_encoder) == 15 and dense.bm25 == [] and dense.fused == []
+    assert dense.candidates is dense.bi_encoder and dense.lexical_engine is None
+    assert "bm25" not in dense.timings_ms and "fusion" not in dense.timings_ms
+    assert all(r.sources == {DENSE: r.rank} for r in dense.bi_encoder)
+
+    bm25 = run(FirstStage("bm25"))
+    assert bm25.candidates is bm25.bm25 and bm25.fused == []
+    assert [r.chunk.chunk_id for r in bm25.bi_encoder] == [r.chunk.chunk_id for r in dense.bi_encoder]
+    assert bm25.lexical_engine == "Milvus BM25"
+    assert 0 < len(bm25.bm25) <= 15
+    assert bm25.bm25[0].chunk.source == "legal/force-majeure-clauses.md"
+    # The BM25 list is Milvus' BM25 search, ranked 1..n, each row knowing it came from BM25 at that rank.
+    expected = workspace.store.search_text(query, 15)
+    assert [(r.chunk, r.score) for r in bm25.bm25] == [(h.chunk, h.score) for h in expected]
+    assert [r.rank for r in bm25.bm25] == list(range(1, len(bm25.bm25) + 1))
+    assert all(r.sources == {BM25: r.rank} for r in bm25.bm25)
+    assert "bm25" in bm25.timings_ms and "fusion" not in bm25.timings_ms
+
+    for stage in (FirstStage("hybrid", "rrf"), FirstStage("hybrid", "weighted", 0.3)):
+        hybrid = run(stage)
+        assert hybrid.candidates is hybrid.fused
+        assert [r.chunk.chunk_id for r in hybrid.bm25] == [r.chunk.chunk_id for r in bm25.bm25]
+        assert hybrid.fused == fuse(hybrid.bi_encoder, hybrid.bm25, stage, 15)
+        assert len(hybrid.fused) == 15 and [r.rank for r in hybrid.fused] == list(range(1, 16))
+        scores = [r.score for r in hybrid.fused]
+        assert scores == sorted(scores, reverse=True)
+        # Provenance: the rank each fused chunk had in each list it was found in.
+        ranks = {DENSE: {r.chunk.chunk_id: r.rank for r in hybrid.bi_encoder},
+                 BM25: {r.chunk.chunk_id: r.rank for r in hybrid.bm25}}  # fmt: skip
+        for r in hybrid.fused:
+            assert r.sources == {
+                name: ranks[name][r.chunk.chunk_id] for name in ranks if r.chunk.chunk_id in ranks[name]
+            }
+            assert r.sources
+        assert {"bm25", "fusion", "embed_query", "search", "total"} <= set(hybrid.timings_ms)
+
+    reranker = load_reranker(str(tiny_zerank_path), device="cpu")
+    hybrid = add_reranking(run(FirstStage("hybrid", "rrf")), reranker)
+    assert hybrid.reranker_error is None
+    assert {r.chunk.chunk_id for r in hybrid.reranked} == {r.chunk.chunk_id for r in hybrid.fused[:6]}
+    out = json.loads(json.dumps(hybrid.to_json()))
+    assert out["first_stage"] == {"mode": "hybrid", "fusion": "rrf", "dense_weight": 0.5,
+                                  "label": "hybrid (RRF, k=60)", "lexical_engine": "Milvus BM25"}  # fmt: skip
+    assert [r["chunk_id"] for r in out["bm25"]] == [r.chunk.chunk_id for r in hybrid.bm25]
+    assert [r["chunk_id"] for r in out["hybrid"]] == [r.chunk.chunk_id for r in hybrid.fused]
+    assert [r["sources"] for r in out["hybrid"]] == [r.sources for r in hybrid.fused]
+    assert [r["sources"] for r in out["bi_encoder"]] == [{DENSE: r.rank} for r in hybrid.bi_encoder]
+    fused = {r.chunk.chunk_id: r for r in hybrid.fused}
+    for row in out["reranked"]:
+        assert row["sources"] == fused[row["chunk_id"]].sources
+        assert row["first_stage_rank"] == fused[row["chunk_id"]].rank
+    assert out["reranker_query"] == query and out["instruction"] == ""
+    assert {"bm25", "fusion", "rerank"} <= set(out["timings_ms"])
