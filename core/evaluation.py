@@ -26,8 +26,8 @@ import numpy as np
 
 from core.chunking import Chunk
 from core.datasets import JudgedDataset, Qrels
-from core.metrics import METRICS, Lift, lift, mean_metrics, per_query_metrics, strictly_decreasing
 from core.lexical import LexicalSearch
+from core.metrics import METRICS, Lift, lift, mean_metrics, per_query_metrics, strictly_decreasing
 from core.prompts import reranker_query
 from core.reranker import Reranker
 from core.search import BM25, DENSE, FirstStage, RetrievedChunk, fuse
@@ -214,6 +214,7 @@ def evaluate(
     """Run every first stage, and the reranker on ``first_stage``'s list, for each judged query."""
     first_stage = first_stage or FirstStage()
     reranked_stage = stage_key(first_stage)
+    stages = {**FIRST_STAGES, reranked_stage: first_stage}  # the chosen fusion weight, not the default
     lexical = lexical or LexicalSearch(store)
     depth = k if rerank_depth is None else max(0, min(rerank_depth, k))
     qids = sorted(dataset.queries, key=_natural)
@@ -238,7 +239,7 @@ def evaluate(
         timings["bm25"] += time.perf_counter() - t0
         bm25 = [RetrievedChunk(r, h.chunk, h.score, {BM25: r}) for r, h in enumerate(hits, 1)]
         chunk_lists = {"bi_encoder": dense, "bm25": bm25}
-        for key, stage in FIRST_STAGES.items():
+        for key, stage in stages.items():
             if stage.mode == "hybrid":
                 chunk_lists[key] = fuse(dense, bm25, stage, chunk_limit)
         documents = {key: maxp((doc_key(c.chunk), c.score) for c in chunks)[:k] for key, chunks in chunk_lists.items()}

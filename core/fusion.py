@@ -45,7 +45,9 @@ def weighted_fusion(scored: Mapping[str, Mapping[str, float]], weights: Mapping[
 
 def ranked(scores: Mapping[str, float], tiebreak: Sequence[str] = ()) -> list[str]:
     """Ids by score, best first; ties keep the order of ``tiebreak`` (then insertion order)."""
-    position = {key: i for i, key in enumerate(tiebreak)}
+    position: dict[str, int] = {}
+    for i, key in enumerate(tiebreak):
+        position.setdefault(key, i)  # an id listed twice is placed by its first appearance
     order = list(scores)
     first_seen = {key: i for i, key in enumerate(order)}
     return sorted(order, key=lambda key: (-scores[key], position.get(key, len(position)), first_seen[key]))

@@ -1,8 +1,9 @@
 """BM25 over the indexed chunks: Milvus' own BM25 where the collection has it, bm25s otherwise.
 
 bm25s is configured like Milvus' English analyzer and BM25 (Lucene's idf, k1 1.2, b 0.75, English
-stop words, Snowball stemming), so the two engines rank alike; they tokenise slightly differently,
-so their scores are close, not identical.
+stop words, Snowball stemming), and its scores are multiplied by (k1 + 1), the factor bm25s' "lucene"
+method leaves out and Milvus keeps, so both engines give the same scores on the same tokens. Their
+tokenisers differ at the edges (punctuation inside words), so on real text the two are close, not equal.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Bm25sIndex:
             return []
         scores = self._index.get_scores(_query_tokens(tokens))
         order = np.argsort(-scores, kind="stable")[: min(k, len(self.chunks))]
-        return [Hit(self.chunks[i], float(scores[i])) for i in order if scores[i] > 0]
+        return [Hit(self.chunks[i], float(scores[i]) * (BM25_K1 + 1)) for i in order if scores[i] > 0]
 
 
 def _query_tokens(tokens) -> list[str]:
@@ -49,14 +50,15 @@ def _query_tokens(tokens) -> list[str]:
 class LexicalSearch:
     """BM25 for one store: Milvus' BM25 when the collection has it, else a bm25s index of its chunks.
 
-    The bm25s index is rebuilt when the store's chunk count changes (an ingest or a delete).
+    The bm25s index is rebuilt after any write through the store (``store.writes`` counts them) and
+    when the chunk count changes, which also catches writes by another client of a server.
     """
 
     def __init__(self, store: VectorStore):
         self.store = store
         self._lock = threading.Lock()
         self._fallback: Bm25sIndex | None = None
-        self._fallback_count = -1
+        self._built_for: tuple[int, int] | None = None
 
     @property
     def engine(self) -> str:
@@ -66,8 +68,8 @@ class LexicalSearch:
         if self.store.supports_bm25:
             return self.store.search_text(query, k)
         with self._lock:
-            count = self.store.count()
-            if self._fallback is None or count != self._fallback_count:
+            state = (getattr(self.store, "writes", 0), self.store.count())
+            if self._fallback is None or state != self._built_for:
                 chunks = [chunk for batch in self.store.iter_chunks() for chunk in batch]
-                self._fallback, self._fallback_count = Bm25sIndex(chunks), count
+                self._fallback, self._built_for = Bm25sIndex(chunks), state
             return self._fallback.search(query, k)

@@ -89,6 +89,7 @@ class MilvusVectorStore:
             self._check_dim()
         else:
             self._create()
+        self.writes = 0  # upserts and deletes through this store, so caches built on its contents can tell
         fields = self._client.describe_collection(collection).get("fields", [])
         self.supports_bm25 = any(field.get("name") == SPARSE_FIELD for field in fields)
 
@@ -162,10 +163,12 @@ class MilvusVectorStore:
                 row[name] = _clip(row[name], MAX_ID_BYTES)
             row["vector"] = np.asarray(vector, dtype=np.float32).tolist()
             rows.append(row)
+        self.writes += 1
         for start in range(0, len(rows), 1000):
             self._client.upsert(self.collection, rows[start : start + 1000])
 
     def delete(self, chunk_ids: list[str]) -> None:
+        self.writes += 1
         for start in range(0, len(chunk_ids), 1000):
             self._client.delete(self.collection, ids=chunk_ids[start : start + 1000])
 

@@ -280,11 +280,6 @@ def test_hybrid_first_stage_is_reranked_and_is_the_lift_baseline(demo_index, tin
     assert evaluation.lift("mrr@10").mean == pytest.approx(sum(after[q] - before[q] for q in after) / len(after))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: evaluate() reranks FIRST_STAGES['hybrid_weighted'] (dense weight 0.5) whatever dense weight "
-    "the chosen first stage has, while its settings label the run with the chosen weight",
-)
 def test_the_chosen_dense_weight_is_the_one_evaluated(demo_index):
     from core.evaluation import CHUNKS_PER_DOCUMENT, evaluate
     from core.search import BM25, DENSE, FirstStage, RetrievedChunk, fuse

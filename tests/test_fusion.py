@@ -212,11 +212,6 @@ def test_fuse_ties_keep_the_dense_order():
     assert [(r.chunk.chunk_id, r.score) for r in fused] == [("p", 0.5), ("r", 0.5), ("q", 0.0), ("s", 0.0)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: fusion.ranked keeps the LAST position of an id repeated in the tiebreak, so an id found "
-    "by both lists is placed by its BM25 rank, not its dense rank",
-)
 def test_fuse_ties_keep_the_dense_order_for_ids_in_both():
     # The first-seen position of a repeated id is the one that counts, as "ties keep the order of tiebreak" says.
     assert ranked({"x": 1.0, "y": 1.0}, ["x", "y", "y", "x"]) == ["x", "y"]

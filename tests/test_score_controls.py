@@ -243,3 +243,16 @@ def test_instruction_effect_is_measured_against_a_plain_rerank(finance, tiny_rer
     assert [row.below_threshold for row in shown] == [r.probability < 0.5 for r in measured.reranked]
     by_first_stage = [row.item.first_stage_score for row in apply_score_controls(measured.reranked, weight=0.0)]
     assert by_first_stage == sorted(by_first_stage, reverse=True)
+
+
+def test_weight_zero_keeps_the_first_stages_order_among_its_ties():
+    # RRF ties are common: two rows with the same first-stage score show in first-stage order at weight 0,
+    # whatever the reranker thought of them.
+    tied = [_row(1, 0.9, 0.5, 2), _row(2, 0.6, 0.5, 1)]
+    assert _ids(apply_score_controls(tied, weight=0.0)) == ["c2", "c1"]
+    assert _ids(apply_score_controls(tied, weight=0.5)) == ["c1", "c2"]
+
+
+def test_a_bad_weight_is_refused_even_with_nothing_to_show():
+    with pytest.raises(ValueError, match="blend weight"):
+        apply_score_controls([], weight=5)
