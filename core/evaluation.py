@@ -126,11 +126,23 @@ class Evaluation:
         return mean_metrics(self.metrics.get(stage, {}))
 
     def lift(self, metric: str = "ndcg@10") -> Lift | None:
-        if not self.has_reranking:
-            return None
-        before = {q: m[metric] for q, m in self.metrics[self.baseline].items()}
-        after = {q: m[metric] for q, m in self.metrics["reranked"].items()}
-        return lift(before, after)
+        """What reranking adds to the first stage it reranked."""
+        return self.compare(self.baseline, "reranked", metric) if self.has_reranking else None
+
+    def compare(self, before: str, after: str, metric: str = "ndcg@10") -> Lift:
+        """Per-query ``after`` − ``before`` on ``metric``, with CI and p-value (e.g. hybrid against dense)."""
+        return lift(
+            {q: m[metric] for q, m in self.metrics[before].items()},
+            {q: m[metric] for q, m in self.metrics[after].items()},
+        )
+
+    def first_stages_against_dense(self) -> dict[str, dict[str, dict]]:
+        """BM25 and the hybrids against dense on NDCG@10 and Recall@100 (the ceiling for reranking)."""
+        others = [s for s in self.stages if s not in ("bi_encoder", "reranked")]
+        return {
+            stage: {m: self.compare("bi_encoder", stage, m).to_json() for m in ("ndcg@10", "recall@100")}
+            for stage in others
+        }
 
     def summary(self) -> dict:
         """The CLI's JSON: dataset, query count, mean metrics per stage, lift with CI and p-value."""
@@ -143,6 +155,7 @@ class Evaluation:
                 "reranked": self.means("reranked") if self.has_reranking else None,
             },
             "lift_against": self.baseline,
+            "first_stages_against_dense": self.first_stages_against_dense() if self.queries else {},
             "lift": {m: value.to_json() for m, value in lifts.items()} if lifts else None,
             "settings": self.settings,
             "timings_s": self.timings_s,

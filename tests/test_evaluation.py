@@ -346,3 +346,22 @@ def test_an_evaluation_saved_before_hybrid_first_stages_still_loads(tmp_path):
     assert evaluation.trec_run("bm25") == ""
     assert _run_file(evaluation.trec_run("reranked")) == {"q1": {"b": 2.0, "a": 1.0}, "q2": {"c": 0.5}}
     assert "reranked:ndcg@10" in evaluation.per_query_csv().splitlines()[0]
+
+
+def test_first_stages_are_compared_with_dense_per_query(demo_index):
+    from core.evaluation import evaluate
+
+    dataset, workspace = demo_index
+    evaluation = evaluate(dataset, workspace.encoder, workspace.store, None, k=10, lexical=workspace.lexical)
+    compared = evaluation.summary()["first_stages_against_dense"]
+    assert set(compared) == {"bm25", "hybrid_rrf", "hybrid_weighted"}
+    for stage, metrics in compared.items():
+        for metric, result in metrics.items():
+            differences = [
+                evaluation.metrics[stage][q][metric] - evaluation.metrics["bi_encoder"][q][metric]
+                for q in evaluation.metrics["bi_encoder"]
+            ]
+            assert result["mean"] == pytest.approx(sum(differences) / len(differences))
+            assert result["helped"] == sum(d > 0 for d in differences)
+            assert result["hurt"] == sum(d < 0 for d in differences)
+            assert result["ci95"][0] <= result["mean"] <= result["ci95"][1]

@@ -75,6 +75,7 @@ def show_evaluation(evaluation: Evaluation, key: str) -> None:
         "paired bootstrap resamples of queries; p from a two-sided paired randomization test."
     )
 
+    _first_stages(evaluation)
     if evaluation.has_reranking:
         metric = st.selectbox("Per-query lift of", METRICS, key=f"lift_metric_{key}")
         st.plotly_chart(per_query_lift_figure(evaluation, metric), key=f"lift_{key}")
@@ -91,6 +92,28 @@ def show_evaluation(evaluation: Evaluation, key: str) -> None:
     downloads[-1].download_button(
         "Per-query metrics (CSV)", evaluation.per_query_csv(), "per_query.csv", key=f"dl_csv_{key}"
     )
+
+
+def _first_stages(evaluation: Evaluation) -> None:
+    compared = evaluation.first_stages_against_dense()
+    if not compared:
+        return
+    rows = []
+    for stage, metrics in compared.items():
+        for metric, result in metrics.items():
+            low, high = result["ci95"]
+            rows.append(
+                {
+                    "first stage": STAGE_NAMES.get(stage, stage),
+                    "metric": metric,
+                    "Δ against dense": f"{result['mean']:+.4f}",
+                    "95% CI (bootstrap)": f"{low:+.4f} … {high:+.4f}",
+                    "p (randomization)": f"{result['p_value']:.4f}",
+                    "helped / hurt": f"{result['helped']} / {result['hurt']}",
+                }
+            )
+    st.write("First stages against dense: does BM25 or a hybrid raise the ceiling for reranking (Recall@100)?")
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
 def _calibration(evaluation: Evaluation, key: str) -> None:
