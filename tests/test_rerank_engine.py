@@ -178,3 +178,25 @@ def test_benchmark_report(tmp_path, capsys):
     assert report["max_abs_logit_diff"] < 1e-3
     assert report["pairs"] == 6
     assert 24 <= report["tokens_per_pair_min"] <= report["tokens_per_pair_max"] <= 72
+
+
+def test_shared_prefix_is_computed_once_and_changes_nothing(reranker):
+    """The query's prefix is run once per query; scores equal those without reuse, even for duplicates."""
+    texts = DOCUMENTS + [DOCUMENTS[1] + "!", DOCUMENTS[1] + "?"]  # rows that differ in their last tokens
+    with_reuse = RerankEngine(reranker.model, token_budget=300)
+    without = RerankEngine(reranker.model, token_budget=300, reuse_prefix=False)
+    np.testing.assert_allclose(with_reuse.score(QUERY, texts), without.score(QUERY, texts), atol=1e-4, rtol=0)
+    assert with_reuse.stats.computed_tokens < without.stats.computed_tokens
+
+    rows = with_reuse.tokenize([(QUERY, t) for t in texts])
+    shared = with_reuse.shared_prefix(rows)
+    query_tokens = reranker.count_tokens(QUERY)
+    assert shared > query_tokens  # the system turn with the query, and the start of the user turn
+    assert all(row[:shared] == rows[0][:shared] for row in rows)
+    assert with_reuse.shared_prefix([rows[1], rows[1]]) == len(rows[1]) - 1  # each keeps its last token
+    assert with_reuse.shared_prefix(rows[:1]) == 0  # one pair alone: nothing to share
+
+
+def test_identical_texts_tie_exactly(reranker):
+    scores = reranker.score(QUERY, ["same text"] * 4 + ["other"] + ["same text"])
+    assert len(set(scores[[0, 1, 2, 3, 5]].tolist())) == 1
