@@ -12,6 +12,8 @@ before BM25 was added, report ``supports_bm25`` False and the caller falls back 
 
 from __future__ import annotations
 
+import re
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,10 @@ BM25_ANALYZER = "english"
 BM25_K1, BM25_B = 1.2, 0.75  # Milvus' defaults, and Lucene's
 NO_PAGE = 0  # Milvus has no NULL for INT64 here; pages are 1-based, so 0 means "not paged"
 MAX_SEARCH_LIMIT = 16_384  # Milvus's top-k ceiling
+# Read your own writes: a server's default (Bounded) hides rows written in the last ~5 s, so a search
+# right after an ingest would miss them; Strong waits for the next time tick (~200 ms per search).
+CONSISTENCY = "Session"
+SMALL_SEGMENT_ROWS = 1024  # a server's default minSegmentNumRowsToEnableIndex
 
 
 @dataclass(frozen=True)
@@ -90,15 +96,34 @@ class MilvusVectorStore:
         else:
             self._create()
         self.writes = 0  # upserts and deletes through this store, so caches built on its contents can tell
+        # The sparse field counts only as the BM25 function's output: a 2.3 server keeps the field of a
+        # failed BM25 create but drops the function (and Milvus Lite lists no functions at all).
         fields = self._client.describe_collection(collection).get("fields", [])
-        self.supports_bm25 = any(field.get("name") == SPARSE_FIELD for field in fields)
+        self.supports_bm25 = any(f.get("name") == SPARSE_FIELD and f.get("is_function_output") for f in fields)
+
+    def _server_version(self) -> tuple[int, int] | None:
+        """(major, minor) of a server; None for Milvus Lite (which has no such call) or an unreadable answer."""
+        if self.is_lite:
+            return None
+        try:
+            match = re.search(r"(\d+)\.(\d+)", self._client.get_server_version())
+        except Exception:  # noqa: BLE001 (an odd server: _create tries BM25 and falls back on the error)
+            return None
+        return (int(match[1]), int(match[2])) if match else None
 
     def _create(self) -> None:
+        version = self._server_version()
+        if version is not None and version < (2, 5):  # BM25 functions and analyzers came in Milvus 2.5
+            self._create_collection(with_bm25=False)
+            return
         try:
             self._create_collection(with_bm25=True)
         except Exception as exc:  # a server older than 2.5 rejects the analyzer and the BM25 function
             if not _bm25_unsupported(exc):
                 raise
+            # create_collection makes the collection before its indexes: drop what the failed attempt left
+            if self._client.has_collection(self.collection):
+                self._client.drop_collection(self.collection)
             self._create_collection(with_bm25=False)
 
     def _create_collection(self, with_bm25: bool) -> None:
@@ -141,7 +166,9 @@ class MilvusVectorStore:
             )
         else:
             schema.add_field("text", DataType.VARCHAR, max_length=MAX_CHUNK_BYTES)
-        self._client.create_collection(self.collection, schema=schema, index_params=index)
+        self._client.create_collection(
+            self.collection, schema=schema, index_params=index, consistency_level=CONSISTENCY
+        )
 
     def _check_dim(self) -> None:
         described = self._client.describe_collection(self.collection)
@@ -171,11 +198,15 @@ class MilvusVectorStore:
         self.writes += 1
         for start in range(0, len(chunk_ids), 1000):
             self._client.delete(self.collection, ids=chunk_ids[start : start + 1000])
+        if chunk_ids and not self.is_lite:
+            # Milvus 2.3 answers a delete with no timestamp, so Session consistency cannot cover it: one
+            # Strong read (~200 ms) waits until the server has applied it, and every later read sees it.
+            self._client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong")
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         if k <= 0:
             return []
-        params = {"metric_type": "COSINE", "params": {"ef": max(k, 64)} if self.index_type == "HNSW" else {}}
+        params = {"metric_type": "COSINE", "params": {"ef": _hnsw_ef(k)} if self.index_type == "HNSW" else {}}
         return self._search([np.asarray(vector, dtype=np.float32).tolist()], "vector", k, params)
 
     def search_text(self, query: str, k: int) -> list[Hit]:
@@ -194,12 +225,15 @@ class MilvusVectorStore:
             limit=min(k, MAX_SEARCH_LIMIT),
             output_fields=[name for name in CHUNK_FIELDS if name != "chunk_id"],
             search_params=params,
+            consistency_level=CONSISTENCY,
         )
         return [Hit(_chunk(hit["id"], hit["entity"]), float(hit["distance"])) for hit in result[0]]
 
     def iter_chunks(self, batch_size: int = 1000):
         """Every stored chunk, in batches: what a lexical index outside Milvus is built from."""
-        iterator = self._client.query_iterator(self.collection, batch_size=batch_size, output_fields=list(CHUNK_FIELDS))
+        iterator = self._client.query_iterator(
+            self.collection, batch_size=batch_size, output_fields=list(CHUNK_FIELDS), consistency_level=CONSISTENCY
+        )
         try:
             while rows := iterator.next():
                 yield [_chunk(row["chunk_id"], row) for row in rows]
@@ -207,8 +241,35 @@ class MilvusVectorStore:
             iterator.close()
 
     def count(self) -> int:
-        rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+        rows = self._client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level=CONSISTENCY)
         return int(rows[0]["count(*)"]) if rows else 0
+
+    def wait_until_indexed(self, timeout: float = 300.0) -> None:
+        """On a server, seal what was written and wait until the vector index is built *and* loaded.
+
+        Rows a server has not sealed sit in growing segments, which it searches with a temporary
+        IVF index (nprobe 16 of 128 lists), not HNSW. After ``flush`` the index builds asynchronously
+        (``indexed_rows`` reaches ``total_rows``), and the query node swaps it in ~10 s later still.
+        Milvus Lite searches what it holds exactly: nothing to wait for. Call it once per ingest, not
+        per upsert: servers from 2.4 rate-limit flush.
+        """
+        if self.is_lite:
+            return
+        self._client.flush(self.collection)
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self._client.describe_index(self.collection, "vector")
+            total = int(info.get("total_rows", 0))
+            if int(info.get("indexed_rows", 0)) >= total and not int(info.get("pending_index_rows", 0)):
+                segments = self._client._get_connection().get_query_segment_info(self.collection)
+                # Milvus builds no index for a segment under 1,024 rows (minSegmentNumRowsToEnableIndex)
+                # and searches it exactly, yet counts its rows as indexed.
+                loaded = sum(s.num_rows for s in segments) >= total
+                if loaded and all(s.indexID or s.num_rows < SMALL_SEGMENT_ROWS for s in segments):
+                    return
+            if time.monotonic() > deadline:
+                raise VectorStoreError(f"the index of {self.collection} at {self.uri} was not ready in {timeout:.0f}s")
+            time.sleep(0.2)
 
     def close(self) -> None:
         self._client.close()
@@ -230,7 +291,13 @@ def _chunk(chunk_id: str, entity: dict) -> Chunk:
 
 def _bm25_unsupported(exc: Exception) -> bool:
     text = str(exc).lower()
-    return any(word in text for word in ("function", "analyzer", "sparse", "bm25"))
+    # Milvus 2.3 names the sparse type by its number: "create index on 104 field is not supported"
+    return any(word in text for word in ("function", "analyzer", "sparse", "bm25", "104 field"))
+
+
+def _hnsw_ef(k: int) -> int:
+    """HNSW's search breadth: ef 64 finds ~98% of the exact top-50 (2,000 random vectors); 2k, at least 128, >99.8%."""
+    return min(max(2 * k, 128), 32_768)  # knowhere's ceiling for ef
 
 
 def _clip(text: str, max_bytes: int) -> str:

@@ -21,8 +21,8 @@ from core.chunking import Chunk, Chunker
 from core.config import Settings
 from core.embedding import BiEncoder, Progress
 from core.embedding_cache import EmbeddingCache, embed_with_cache
-from core.parsing import IngestError, parse_file
 from core.lexical import LexicalSearch
+from core.parsing import IngestError, parse_file
 from core.vector_store import MilvusVectorStore, VectorStore, VectorStoreError
 
 
@@ -217,6 +217,13 @@ class Workspace:
                     "error",
                     f"could not be written to the index ({type(exc).__name__}: {exc})",
                 )
+        if pending and hasattr(self.store, "wait_until_indexed"):
+            # A server builds its index after the writes; searching before that scans a temporary one.
+            try:
+                self.store.wait_until_indexed()
+            except VectorStoreError as exc:
+                for report, *_ in pending:
+                    report.warnings.append(f"searchable, but its index is still building: {exc}")
         return IngestSummary(reports, time.perf_counter() - started, int(fresh.sum()), embed_seconds)
 
     def _replace(

@@ -77,29 +77,6 @@ def _chunks(n: int, rng: np.random.Generator) -> tuple[list[Chunk], np.ndarray]:
     return chunks, vectors
 
 
-def _wait_until_indexed(store: MilvusVectorStore, timeout: float = 120.0) -> None:
-    """Flush, then wait until the HNSW index is built and the query node has loaded it.
-
-    Unsealed rows are searched through a temporary IVF index; after a flush the index builds
-    asynchronously (indexed_rows reaches total_rows), and the query node swaps it in seconds later
-    still: only then does a search use HNSW. A segment under 1,024 rows gets no index at all (the
-    server's minSegmentNumRowsToEnableIndex) and is searched exactly, though counted as indexed.
-    """
-    client = store._client
-    client.flush(store.collection)
-    deadline = time.monotonic() + timeout
-    while True:
-        info = client.describe_index(store.collection, "vector")
-        total = int(info.get("total_rows", 0))
-        if int(info.get("indexed_rows", 0)) >= total and not int(info.get("pending_index_rows", 0)):
-            segments = client._get_connection().get_query_segment_info(store.collection)
-            loaded = sum(s.num_rows for s in segments) >= total
-            if loaded and all(s.indexID or s.num_rows < SMALL_SEGMENT_ROWS for s in segments):
-                return
-        assert time.monotonic() < deadline, f"the server's index was not built and loaded in {timeout}s: {info}"
-        time.sleep(0.2)
-
-
 def test_server_is_the_bundled_2_3_5(milvus_server):
     assert milvus_server.version.startswith("v2.3.5")
     assert milvus_server.process.poll() is None
@@ -141,7 +118,7 @@ def test_hnsw_on_the_server_matches_exact_search(milvus_server, tmp_path, record
     started = time.perf_counter()
     server.upsert(chunks, vectors)
     upserted = time.perf_counter()
-    _wait_until_indexed(server)
+    server.wait_until_indexed(timeout=120)
     indexed = time.perf_counter()
     lite.upsert(chunks, vectors)
     described = server._client.describe_index(server.collection, "vector")
@@ -256,7 +233,7 @@ def test_workspace_with_milvus_uri_on_the_server(milvus_server, encoder, tmp_pat
         # Right after the ingest, before any flush: the unsealed rows answer exactly as Lite does.
         server_results = _workspace_results(server_ws, queries)
         lite_results = _workspace_results(lite_ws, queries)
-        _wait_until_indexed(server_ws.store)
+        server_ws.store.wait_until_indexed(timeout=120)  # the ingest waited already: this returns at once
         indexed_results = _workspace_results(server_ws, queries)
         for server, indexed, lite in zip(server_results, indexed_results, lite_results, strict=True):
             lite_ids = [r.chunk.chunk_id for r in lite.bi_encoder]
