@@ -21,34 +21,33 @@ hidden state onto the full 151k-token vocabulary. This engine computes the same 
 - The score is one dot product, the last real token's hidden state with the "Yes" row of the LM head
   (minus the "No" row for a two-token head), in float32; the vocabulary is never projected.
 
-Scores agree with ``predict`` to float rounding (about 1e-6 in float32) and do not depend on how the
+Scores agree with ``predict`` to float rounding (1e-5 or less in float32 on the test model) and do not depend on how the
 pairs are batched. Models the engine cannot score exactly (no text-generation Transformer + LogitScore
 pair, a head that scales or soft-caps its logits) are reported by ``unsupported_reason`` so the caller
 can fall back to ``predict``. The model runs in the dtype it was loaded in (bf16 on a GPU by the app's
 defaults) with the attention implementation it was loaded with (SDPA by default).
 
-Measured on a 2-core CPU (``core.bench_rerank --config small``, zerank-2's shape at 100M parameters,
-16 pairs of 128-384 tokens for one query, one thread, CPU seconds, median of 7):
+Measured on a shared 2-core CPU (AMD EPYC): ``core.bench_rerank``'s ``small`` model (zerank-2's shape
+at 100M parameters), 16 pairs of 128-384 tokens for one query (50 of them the shared prefix), torch on
+one thread so that other processes disturb less, CPU seconds, median of 7 (``predict`` with batch size
+32, its default, takes 4.8 s):
 
-==========================================  ========  =====================
-path                                        seconds   against predict(32)
-==========================================  ========  =====================
-``predict``, batch size 32 (its default)       4.85   1.00x
-``predict``, batch size 8 (the app's)          3.25   1.49x
-engine, budget 4096 / 2048 / 1024 / 512   3.40 / 3.09 / 2.67 / 2.56   1.43x-1.89x
-engine, budget 1024, prefix reused             2.34   2.07x
-padding-free packing, budget 1024 / 4096   2.61 / 2.83   1.86x / 1.71x
-==========================================  ========  =====================
+- ``predict`` with batch size 8 (what ``Reranker.score`` used to pass): 3.4 s, 1.4x
+- the engine without prefix reuse, budget 4096 / 2048 / 1024 / 512 tokens: 3.4 / 3.1 / 2.7 / 2.6 s,
+  1.4x to 1.8x
+- the engine with prefix reuse, budget 2048 / 1024 / 512: 2.8 / 2.4 / 2.2 s, 1.7x to 2.1x
+- padding-free packing, budget 1024 / 4096: 2.6 / 2.8 s, 1.9x / 1.7x (no prefix reuse)
 
-Kept: the token budget (small on a CPU, where bigger batches only add padding: matmuls are already
-efficient at a few hundred rows) and the prefix reuse (+14% here, where the prefix is 50 of ~256
-tokens; more for short chunks or long instructions). Dropped: padding-free packing (the linear layers on
-the concatenated real tokens, attention regathered per row into one SDPA call per layer, through a
-custom transformers attention function). It removes the padding but did not beat a small budget on a
-CPU: sorted neighbours leave little padding, and the gathers cost what it saved. On a GPU, where bigger
-batches pay, it could; flash-attention's varlen kernels are the way there (transformers uses them when
-the model is loaded with ``attn_implementation="flash_attention_2"`` and given packed position ids).
-Not tried: computing only the last token in the last layer (saves 1/36 of zerank-2's work).
+Kept: the token budget, small on a CPU, where matmuls are efficient from a few hundred rows on and
+bigger batches only add padding; and the prefix reuse (+15%, from 50 shared tokens of ~256; more for
+short chunks or long instructions). Dropped: padding-free packing, that is the linear layers on the
+concatenated real tokens and attention regathered into padded rows (one SDPA call per layer, through a
+custom transformers attention function). It removes the padding, but sorted neighbours leave little
+padding at a small budget and the gathers cost what it saved, so it did not beat the plain batches on a
+CPU. On a GPU, where big batches pay and padding grows with them, it could: flash-attention's varlen
+kernels are the way there (transformers uses them for packed position ids when a model is loaded with
+``attn_implementation="flash_attention_2"``); not measured here, no GPU. Not tried: running only the
+last token through the last layer (1/36 of zerank-2's work).
 """
 
 from __future__ import annotations

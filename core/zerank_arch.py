@@ -41,54 +41,54 @@ MERGE_WORDS = ["Yes", "the", "and", "bond", "court", "code", "rate", "contract",
 # Qwen3-4B, which zerank-2 is built on (its config.json): 36 layers of hidden size 2560, 32 query and 8
 # key/value heads of dimension 128, an MLP of 9728, Qwen's 151936-token vocabulary, tied embeddings and
 # RoPE base 1e6. That is 4.02B parameters, 3.64B of them outside the embedding table.
-ZERANK_2 = dict(
-    hidden_size=2560,
-    intermediate_size=9728,
-    num_hidden_layers=36,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    vocab_size=151936,
-    max_position_embeddings=40960,
-    rms_norm_eps=1e-6,
-    rope_theta=1_000_000.0,
-    tie_word_embeddings=True,
-    initializer_range=0.02,
-)
+ZERANK_2 = {
+    "hidden_size": 2560,
+    "intermediate_size": 9728,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 151936,
+    "max_position_embeddings": 40960,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1_000_000.0,
+    "tie_word_embeddings": True,
+    "initializer_range": 0.02,
+}
 
 SIZES = {
     # The test fixture: two layers, 4 query heads sharing one key/value head, the toy tokenizer's vocabulary.
     # Its initializer range is larger than Qwen's 0.02 so that logits spread over a few units and rank
     # differences are real.
-    "tiny": dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        head_dim=16,
-        vocab_size=None,  # the tokenizer's
-        max_position_embeddings=2048,
-        rope_theta=None,  # transformers' default, as the fixture always had
-        tie_word_embeddings=True,
-        initializer_range=0.3,
-    ),
+    "tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 16,
+        "vocab_size": None,  # the tokenizer's
+        "max_position_embeddings": 2048,
+        "rope_theta": None,  # transformers' default, as the fixture always had
+        "tie_word_embeddings": True,
+        "initializer_range": 0.3,
+    },
     # zerank-2's shape scaled down for a CPU: the same head dimension (128), the same 4:1 query to key/value
     # head ratio, about the same MLP ratio (3.8), the real vocabulary; 8 layers of width 512.
-    "small": dict(
-        hidden_size=512,
-        intermediate_size=1536,
-        num_hidden_layers=8,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        head_dim=128,
-        vocab_size=151936,
-        max_position_embeddings=40960,
-        rms_norm_eps=1e-6,
-        rope_theta=1_000_000.0,
-        tie_word_embeddings=True,
-        initializer_range=0.02,
-    ),
+    "small": {
+        "hidden_size": 512,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 8,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 128,
+        "vocab_size": 151936,
+        "max_position_embeddings": 40960,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1_000_000.0,
+        "tie_word_embeddings": True,
+        "initializer_range": 0.02,
+    },
     "zerank-2": ZERANK_2,
 }
 
@@ -137,11 +137,9 @@ def qwen3_config(size: str, tokenizer=None):
         if tokenizer is None:
             raise ValueError(f"the {size!r} size takes its vocabulary size from a tokenizer")
         spec["vocab_size"] = len(tokenizer)
-    tokens = dict(pad_token_id=None, eos_token_id=None)
+    tokens = {"pad_token_id": None, "eos_token_id": None}
     if tokenizer is not None:
-        tokens = dict(
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>")
-        )
+        tokens = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>")}
     if rope_theta is not None:
         spec["rope_parameters"] = {"rope_type": "default", "rope_theta": rope_theta}
     return Qwen3Config(**spec, **tokens)
