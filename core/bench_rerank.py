@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -62,15 +63,19 @@ def model_path(config: str, model_dir: Path | None) -> Path:
     return root / f"zerank-arch-{config}" / "model"
 
 
-def build_or_reuse(config: str, model_dir: Path | None, dtype) -> Path:
+def build_or_reuse(config: str, model_dir: Path | None, dtype, device: str = "cpu") -> Path:
     """The random-weight model of ``config``, built once (zerank-2 writes 8 GB) and reused."""
     from core.zerank_arch import build_zerank_like
 
     path = model_path(config, model_dir)
     if (path / "modules.json").is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return build_zerank_like(path, config, seed=0, dtype=dtype)
+    # Built beside and renamed into place, so an interrupted build is never taken for a model.
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    build_zerank_like(partial, config, seed=0, dtype=dtype, device=device)
+    partial.rename(path)
+    return path
 
 
 def make_pairs(engine, pairs: int, tokens: int, spread: float, queries: int, seed: int) -> list[tuple[str, str]]:
@@ -137,7 +142,7 @@ def bench_rerank(args) -> dict:
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    path = build_or_reuse(args.config, args.model_dir, dtype)
+    path = build_or_reuse(args.config, args.model_dir, dtype, device)
     reranker = load_reranker(str(path), device=device, dtype=str(dtype).removeprefix("torch."))
     model = reranker.model
     engine = RerankEngine(model, token_budget=args.token_budget, reuse_prefix=not args.no_prefix_reuse)

@@ -74,7 +74,10 @@ def unsupported_reason(cross_encoder) -> str | None:
     from sentence_transformers.base.modules import Transformer
     from sentence_transformers.cross_encoder.modules import LogitScore
 
-    modules = list(cross_encoder)
+    try:
+        modules = list(cross_encoder)
+    except TypeError:
+        return "it is not a sentence-transformers model"
     if len(modules) != 2 or not isinstance(modules[0], Transformer) or not isinstance(modules[1], LogitScore):
         return "it is not a text-generation Transformer followed by LogitScore"
     transformer, head = modules

@@ -157,10 +157,11 @@ def count_params(config) -> tuple[int, int]:
     return body + embedding + head, body + head
 
 
-def build_zerank_like(path: Path, size: str = "tiny", seed: int = 0, dtype=None) -> Path:
+def build_zerank_like(path: Path, size: str = "tiny", seed: int = 0, dtype=None, device: str = "cpu") -> Path:
     """Write a zerank-2-architecture reranker of ``size`` with random weights to ``path`` (hub layout).
 
     ``dtype`` is the dtype of the saved weights (float32 unless given); zerank-2's own are bfloat16.
+    ``device`` is where the random weights are drawn (a GPU draws 4B of them in a second).
     """
     import torch
     from sentence_transformers import CrossEncoder
@@ -176,7 +177,8 @@ def build_zerank_like(path: Path, size: str = "tiny", seed: int = 0, dtype=None)
     if dtype is not None and dtype != torch.float32:
         torch.set_default_dtype(dtype)  # a 4B model is initialised in half the memory
     try:
-        backbone = Qwen3ForCausalLM(config).eval()
+        with torch.device(device):
+            backbone = Qwen3ForCausalLM(config).eval()
     finally:
         torch.set_default_dtype(previous)
     staging = path.parent / f"{path.name}-backbone"
