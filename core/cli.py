@@ -115,6 +115,10 @@ def _open(settings: Settings):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench-rerank":  # its own --device/--dtype; no workspace or models from the settings
+        from core.bench_rerank import run as bench_rerank
+
+        return bench_rerank(args)
     settings = _settings(args)
     from core.embedding import BiEncoderLoadError
     from core.vector_store import VectorStoreError
@@ -123,10 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         return _eval(args, settings)
     if args.command == "bench-embed":
         return _bench_embed(args, settings)
-    if args.command == "bench-rerank":
-        from core.bench_rerank import run as bench_rerank
-
-        return bench_rerank(args)
     try:
         workspace = _open(settings)
     except (BiEncoderLoadError, VectorStoreError, ValueError) as exc:

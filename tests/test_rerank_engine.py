@@ -8,7 +8,6 @@ through the full causal LM, and the "Yes" logit at the last token.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -164,14 +163,11 @@ def test_models_the_engine_cannot_score(tiny_zerank_path):
 
 
 def test_benchmark_report(tmp_path, capsys):
-    from core.bench_rerank import add_arguments, run
+    """Through the command the README gives: python -m core bench-rerank … --json."""
+    from core.cli import main
 
-    parser = add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(
-        ["--config", "tiny", "--device", "cpu", "--pairs", "6", "--tokens", "48", "--repeats", "1", "--json"]
-        + ["--model-dir", str(tmp_path)]
-    )
-    assert run(args) == 0
+    args = ["bench-rerank", "--config", "tiny", "--device", "cpu", "--pairs", "6", "--tokens", "48", "--repeats", "1"]
+    assert main(args + ["--json", "--model-dir", str(tmp_path)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["engine"]["pairs_per_s"] > 0 and report["baseline"]["pairs_per_s"] > 0
     assert report["speedup"] > 0
