@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from core.config import DEFAULT_BI_ENCODER
 from core.devices import cpu_has_native_bf16, dtype_name, resolve_device, resolve_embedding_dtype
+from core.openvino_encoder import OpenVinoEncoder, openvino_available
 
 # progress(done, total, items_per_second)
 Progress = Callable[[int, int, float], None]
@@ -29,17 +32,33 @@ class BiEncoderLoadError(Exception):
     """The bi-encoder could not be loaded; the message names the model and the cause."""
 
 
+BACKENDS = ("auto", "torch", "openvino")
+
+
 class BiEncoder:
-    def __init__(self, model_id: str = DEFAULT_BI_ENCODER, device: str = "auto", dtype: str = "auto"):
+    def __init__(
+        self, model_id: str = DEFAULT_BI_ENCODER, device: str = "auto", dtype: str = "auto", backend: str | None = None
+    ):
+        """``backend``: auto (OpenVINO bf16 on a CPU with native bf16 when it can, else torch), torch or
+        openvino; None reads RERANK_EMBED_BACKEND."""
         from sentence_transformers import SentenceTransformer
 
         self.model_id = model_id
+        backend = (backend or os.environ.get("RERANK_EMBED_BACKEND") or "auto").lower()
         try:
+            if backend not in BACKENDS:
+                raise ValueError(f"the embedding backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
             self.device = resolve_device(device)
             torch_dtype = resolve_embedding_dtype(dtype, self.device)
         except ValueError as exc:
             raise BiEncoderLoadError(f"bi-encoder {model_id}: {exc}") from exc
         self.dtype = dtype_name(torch_dtype)
+        bf16_cpu = self.device == "cpu" and self.dtype == "bfloat16"
+        use_openvino = backend == "openvino" or (backend == "auto" and bf16_cpu and openvino_available())
+        if use_openvino and self.device != "cpu":
+            raise BiEncoderLoadError(f"bi-encoder {model_id}: the OpenVINO backend runs on the CPU only")
+        if use_openvino:
+            torch_dtype = torch.float32  # OpenVINO converts the fp32 graph and runs it at its own precision
         path = resolve_bi_encoder_path(model_id)
         try:
             self.model = SentenceTransformer(
@@ -55,16 +74,28 @@ class BiEncoder:
                 "or download it once on a connected machine"
             ) from exc
         self.dim = int(self.model.get_embedding_dimension())
-        if self.device == "cpu" and self.dtype == "bfloat16":
+        self._openvino = None
+        if use_openvino:
+            try:
+                self._openvino = OpenVinoEncoder(self.model, "bf16" if self.dtype == "bfloat16" else "f32")
+            except Exception as exc:  # an architecture or pooling OpenVINO cannot take: torch serves instead
+                if backend == "openvino":
+                    raise BiEncoderLoadError(f"bi-encoder {model_id} cannot run on OpenVINO: {exc}") from exc
+                if bf16_cpu:
+                    self.model = self.model.to(torch.bfloat16)
+        if self._openvino is None and bf16_cpu:
             # oneDNN builds a bf16 kernel per input shape; lengths padded to multiples of 32 need far
             # fewer of them, which is what a first pass over new documents pays for.
             self.model[0].processing_kwargs.setdefault("text", {})["pad_to_multiple_of"] = 32
-        native = " (native bf16: AVX-512 BF16/AMX)" if self.device == "cpu" and self.dtype == "bfloat16" else ""
+        native = " (native bf16: AVX-512 BF16/AMX)" if bf16_cpu else ""
         if self.device == "cpu" and self.dtype == "float32" and cpu_has_native_bf16():
             native = " (bf16 would be faster here: set the dtype to auto)"
-        self.path = f"{self.device} · {self.dtype}{native}"
-        # Vectors from another precision differ slightly: the embedding cache keeps them apart.
-        self.cache_key = model_id if self.dtype == "float32" else f"{model_id}@{self.dtype}"
+        self.backend = "openvino" if self._openvino is not None else "torch"
+        engine = "OpenVINO " if self._openvino is not None else ""
+        self.path = f"{self.device} · {engine}{self.dtype}{native}"
+        # Vectors from another precision or runtime differ slightly: the embedding cache keeps them apart.
+        precision = self.dtype if self._openvino is None else f"openvino-{self.dtype}"
+        self.cache_key = model_id if precision == "float32" else f"{model_id}@{precision}"
         self.max_seq_length = int(self.model.max_seq_length)
         # How many texts this instance has run through the model: the embedding cache's tests read it.
         self.texts_encoded = 0
@@ -97,12 +128,15 @@ class BiEncoder:
         for start in range(0, len(texts), batch_size):
             positions = order[start : start + batch_size]
             with self._lock:
-                batch = self.model.encode(
-                    [texts[i] for i in positions],
-                    batch_size=batch_size,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                ).astype(np.float32)
+                if self._openvino is not None:
+                    batch = self._openvino.encode([texts[i] for i in positions])
+                else:
+                    batch = self.model.encode(
+                        [texts[i] for i in positions],
+                        batch_size=batch_size,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    ).astype(np.float32)
             # Normalised in float32: a bf16 model's own normalisation leaves norms off 1 by ~1e-3.
             vectors[positions] = batch / np.maximum(np.linalg.norm(batch, axis=1, keepdims=True), 1e-12)
             self.texts_encoded += len(positions)

@@ -22,7 +22,12 @@ def fp32_encoder():
 
 @pytest.fixture(scope="module")
 def bf16_encoder():
-    return BiEncoder(device="cpu", dtype="bfloat16")
+    return BiEncoder(device="cpu", dtype="bfloat16", backend="torch")
+
+
+@pytest.fixture(scope="module")
+def openvino_encoder():
+    return BiEncoder(device="cpu", dtype="bfloat16", backend="openvino")
 
 
 def test_auto_picks_bf16_only_where_the_cpu_has_it():
@@ -62,3 +67,42 @@ def test_stopped_embedding_keeps_what_it_finished(tmp_path, fp32_encoder):
     before = fp32_encoder.texts_encoded
     _, fresh = embed_with_cache(fp32_encoder, cache, texts)
     assert fp32_encoder.texts_encoded - before == 150 - 32 and fresh.sum() == 118
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+def test_openvino_vectors_match_torch_fp32(fp32_encoder, precision):
+    encoder = BiEncoder(device="cpu", dtype=precision, backend="openvino")
+    assert encoder.backend == "openvino" and "OpenVINO" in encoder.path
+    texts = _texts() + ["short", "x " * 400]  # one text past the 256-token window: truncated alike
+    reference = fp32_encoder.encode(texts)
+    fast = encoder.encode(texts)
+    cosine = np.sum(reference * fast, axis=1)
+    assert cosine.mean() >= 0.999 and cosine.min() >= 0.995
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    query = fp32_encoder.encode_query("When does an IPO lock-up period expire?")
+    fast_query = encoder.encode_query("When does an IPO lock-up period expire?")
+    assert list(np.argsort(-(reference @ query))[:5]) == list(np.argsort(-(fast @ fast_query))[:5])
+
+
+def test_openvino_vectors_do_not_depend_on_the_batch(openvino_encoder):
+    texts = _texts()[:9]
+    together = openvino_encoder.encode(texts)
+    alone = np.stack([openvino_encoder.encode([t])[0] for t in texts])
+    assert np.max(np.abs(together - alone)) < 2e-3  # bf16 sums padded and unpadded rows in another order
+
+
+def test_auto_backend_and_cache_keys(fp32_encoder, bf16_encoder, openvino_encoder):
+    auto = BiEncoder(device="cpu", dtype="auto")
+    expected = "openvino" if cpu_has_native_bf16() else "torch"
+    assert auto.backend == expected
+    keys = {fp32_encoder.cache_key, bf16_encoder.cache_key, openvino_encoder.cache_key}
+    assert len(keys) == 3  # each runtime and precision keeps its own cached vectors
+    assert BiEncoder(device="cpu", dtype="float32").backend == "torch"  # fp32 asked for: torch, as before
+
+
+def test_a_bad_backend_is_a_load_error(monkeypatch):
+    from core.embedding import BiEncoderLoadError
+
+    monkeypatch.setenv("RERANK_EMBED_BACKEND", "onnx")
+    with pytest.raises(BiEncoderLoadError, match="embedding backend"):
+        BiEncoder(device="cpu")
