@@ -23,9 +23,19 @@ def _first_stage_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--first-stage", choices=MODES, default="dense", help="what the reranker rescores (default dense)")
     parser.add_argument("--fusion", choices=FUSIONS, default="rrf", help="hybrid fusion: rrf (default) or weighted")
     parser.add_argument(
-        "--dense-weight", type=float, default=0.5, help="weighted fusion: the dense share, BM25 gets the rest (0.5)"
+        "--dense-weight", type=_unit_interval, default=0.5, help="weighted fusion: the dense share, BM25 gets the rest (0.5)"
     )
     parser.add_argument("--instruction", default="", help="a task instruction given to the reranker with the query")
+
+
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1]")
+    return value
 
 
 def _stage(args) -> FirstStage:

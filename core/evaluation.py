@@ -261,15 +261,22 @@ def evaluate(
         reranked_run = None
         if reranker is not None:
             t0 = time.perf_counter()
-            reranked_run, scored = _rerank_documents(
-                reranker_query(dataset.queries[qid], instruction),
-                [c.chunk for c in chunk_lists[reranked_stage]],
-                documents[reranked_stage],
-                depth,
-                reranker,
-                doc_key,
-            )
+            try:
+                reranked_run, scored = _rerank_documents(
+                    reranker_query(dataset.queries[qid], instruction),
+                    [c.chunk for c in chunk_lists[reranked_stage]],
+                    documents[reranked_stage],
+                    depth,
+                    reranker,
+                    doc_key,
+                )
+            except Exception as exc:  # a rerank server that went down, out of memory…: the first stages stand
+                reranker_error = f"reranking failed at query {qid}: {type(exc).__name__}: {exc}"
+                reranker, candidates = None, []
+                for record in records:
+                    record.reranked = None
             timings["rerank"] += time.perf_counter() - t0
+        if reranker is not None:
             judged = dataset.qrels[qid]
             candidates.extend(Candidate(qid, doc, p, judged.get(doc)) for doc, p in scored)
         relevant = sum(rel > 0 for rel in dataset.qrels[qid].values())

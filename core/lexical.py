@@ -25,14 +25,17 @@ class Bm25sIndex:
         self.chunks = chunks
         self._stemmer = Stemmer.Stemmer("english")
         self._index = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
+        self._empty = True
         if chunks:
             tokens = bm25s.tokenize(
                 [c.text for c in chunks], stopwords="en", stemmer=self._stemmer, show_progress=False
             )
-            self._index.index(tokens, show_progress=False)
+            if tokens.vocab:  # bm25s cannot index a corpus without a single word (only stop words, say)
+                self._index.index(tokens, show_progress=False)
+                self._empty = False
 
     def search(self, query: str, k: int) -> list[Hit]:
-        if k <= 0 or not self.chunks:
+        if k <= 0 or self._empty:
             return []
         tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer, show_progress=False)
         if not tokens.ids[0]:  # only stop words or punctuation

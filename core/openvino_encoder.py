@@ -25,6 +25,8 @@ def openvino_available() -> bool:
 
 def pooling_mode(model) -> str | None:
     """The pooling of a Transformer + Pooling (+ Normalize) sentence-transformers model, else None."""
+    if getattr(model, "default_prompt_name", None):  # a prompt sentence-transformers would prepend: not done here
+        return None
     names = [type(module).__name__ for module in model]
     if names[:2] != ["Transformer", "Pooling"] or any(n not in ("Normalize",) for n in names[2:]):
         return None

@@ -206,10 +206,10 @@ def fuse(dense: list[RetrievedChunk], lexical: list[RetrievedChunk], stage: Firs
     if stage.fusion == "rrf":
         scores = reciprocal_rank_fusion({DENSE: [r.chunk.chunk_id for r in dense], BM25: [r.chunk.chunk_id for r in lexical]})
     else:
-        scores = weighted_fusion(
-            {DENSE: {r.chunk.chunk_id: r.score for r in dense}, BM25: {r.chunk.chunk_id: r.score for r in lexical}},
-            {DENSE: stage.dense_weight, BM25: 1.0 - stage.dense_weight},
-        )
+        weights = {DENSE: stage.dense_weight, BM25: 1.0 - stage.dense_weight}
+        lists = {DENSE: {r.chunk.chunk_id: r.score for r in dense}, BM25: {r.chunk.chunk_id: r.score for r in lexical}}
+        # A list weighted 0 brings no candidates: at weight 1 the hybrid list is the dense list, nothing more.
+        scores = weighted_fusion({name: s for name, s in lists.items() if weights[name] > 0}, weights)
     tiebreak = [r.chunk.chunk_id for r in dense] + [r.chunk.chunk_id for r in lexical]
     return [
         RetrievedChunk(rank, by_id[cid], scores[cid], {name: ranks[name][cid] for name in (DENSE, BM25) if cid in ranks[name]})

@@ -190,18 +190,18 @@ class MilvusVectorStore:
                 row[name] = _clip(row[name], MAX_ID_BYTES)
             row["vector"] = np.asarray(vector, dtype=np.float32).tolist()
             rows.append(row)
-        self.writes += 1
         for start in range(0, len(rows), 1000):
             self._client.upsert(self.collection, rows[start : start + 1000])
+        self.writes += 1  # after the write: a cache built from half-written data must not look current
 
     def delete(self, chunk_ids: list[str]) -> None:
-        self.writes += 1
         for start in range(0, len(chunk_ids), 1000):
             self._client.delete(self.collection, ids=chunk_ids[start : start + 1000])
         if chunk_ids and not self.is_lite:
             # Milvus 2.3 answers a delete with no timestamp, so Session consistency cannot cover it: one
             # Strong read (~200 ms) waits until the server has applied it, and every later read sees it.
             self._client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong")
+        self.writes += 1
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         if k <= 0:

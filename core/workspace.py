@@ -217,13 +217,14 @@ class Workspace:
                     "error",
                     f"could not be written to the index ({type(exc).__name__}: {exc})",
                 )
-        if pending and hasattr(self.store, "wait_until_indexed"):
+        written = [report for report, *_ in pending if report.status == "indexed"]
+        if written and hasattr(self.store, "wait_until_indexed"):
             # A server builds its index after the writes; searching before that scans a temporary one.
             try:
                 self.store.wait_until_indexed()
-            except VectorStoreError as exc:
-                for report, *_ in pending:
-                    report.warnings.append(f"searchable, but its index is still building: {exc}")
+            except Exception as exc:  # the data is written: a slow or rate-limited index build is a warning
+                for report in written:
+                    report.warnings.append(f"searchable, but its index may still be building: {exc}")
         return IngestSummary(reports, time.perf_counter() - started, int(fresh.sum()), embed_seconds)
 
     def _replace(

@@ -116,7 +116,7 @@ def test_search_page_without_loadable_reranker_keeps_bi_encoder_column(app_env, 
     _search(at, QUERY)
     assert not at.exception
     warnings = " ".join(_texts(at.warning))
-    assert "not in the local Hugging Face cache" in warnings and "bi-encoder" in warnings
+    assert "not in the local Hugging Face cache" in warnings and "first stage's ranking only" in warnings
     assert "Dense (bi-encoder)" in _texts(at.subheader)
     assert "cosine" in " ".join(_texts(at.markdown))
     assert any(b.label == "Retry loading the reranker" for b in at.button)
@@ -250,10 +250,14 @@ def test_hybrid_first_stage_shows_three_columns_with_provenance(app_env):
 
 def test_bm25_first_stage_finds_the_exact_term(app_env):
     _load_demo()
-    at = _page("views/search.py", q="Section 230", stage="bm25")
+    at = _page("views/search.py", q="Article 1218", stage="bm25")
     assert not at.exception
     assert "BM25" in _texts(at.subheader)
     assert "BM25 (Milvus BM25" in " ".join(_texts(at.caption))
+    result = at.session_state["result"]
+    assert result.candidates is result.bm25  # BM25's list is what the reranker gets
+    assert result.bm25[0].chunk.source == "legal/force-majeure-clauses.md"  # the one chunk citing Article 1218
+    assert result.reranked and {r.sources.get("bm25") for r in result.reranked} >= {1}
 
 
 def test_probability_threshold_greys_out_or_hides_and_says_how_many(app_env):
@@ -279,6 +283,6 @@ def test_instruction_reaches_the_reranker_and_its_effect_is_shown(app_env):
     assert not at.exception
     assert at.query_params["instr"] in (["Prefer statutes over commentary."], "Prefer statutes over commentary.")
     rows = [m for m in _texts(at.markdown) if "P(relevant)" in m and "logit" in m]
-    assert rows and all("instruction " in m and "without)" in m for m in rows)
+    assert rows and all("instruction " in m and "without, #" in m for m in rows)
     code = " ".join(str(c.value) for c in at.code)
     assert "<instruction>\nPrefer statutes over commentary.\n</instruction>" in code

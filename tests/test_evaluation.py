@@ -365,3 +365,24 @@ def test_first_stages_are_compared_with_dense_per_query(demo_index):
             assert result["helped"] == sum(d > 0 for d in differences)
             assert result["hurt"] == sum(d < 0 for d in differences)
             assert result["ci95"][0] <= result["mean"] <= result["ci95"][1]
+
+
+def test_a_reranker_that_fails_midway_leaves_the_first_stages_evaluated(demo_index):
+    """A rerank server that is down: the evaluation finishes on the first stages and says why."""
+    import socket
+
+    from core.evaluation import evaluate
+    from core.http_reranker import HttpReranker
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = HttpReranker(f"http://127.0.0.1:{port}", "zerank", max_retries=0)
+    dataset, workspace = demo_index
+    evaluation = evaluate(dataset, workspace.encoder, workspace.store, down, k=10, rerank_depth=3,
+                          lexical=workspace.lexical)  # fmt: skip
+    assert not evaluation.has_reranking and evaluation.settings["rerank_depth"] == 0
+    assert "reranking failed" in evaluation.reranker_error and "down or unreachable" in evaluation.reranker_error
+    assert len(evaluation.queries) == len(dataset.queries)
+    assert all(record.reranked is None for record in evaluation.queries)
+    assert set(evaluation.stages) == {"bi_encoder", "bm25", "hybrid_rrf", "hybrid_weighted"}

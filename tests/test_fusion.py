@@ -235,3 +235,18 @@ def test_fuse_with_an_empty_list():
     assert [r.sources for r in fused] == [{DENSE: 1}, {DENSE: 2}, {DENSE: 3}, {DENSE: 4}]
     assert fuse([], BM25_LIST, FirstStage("hybrid", "weighted", 0.5), k=10)[0].sources == {BM25: 1}
     assert fuse([], [], FirstStage("hybrid", "rrf"), k=10) == []
+
+
+def test_weighted_hybrid_at_weight_one_is_the_dense_list_alone():
+    def listed(ids, scores, name):
+        return [
+            RetrievedChunk(r, Chunk(i, "f", "f", "f", None, 0, 1, i), s, {name: r})
+            for r, (i, s) in enumerate(zip(ids, scores), 1)
+        ]
+
+    dense = listed(["a", "b", "c"], [0.9, 0.5, 0.1], "dense")
+    bm25 = listed(["d", "a"], [7.0, 2.0], "bm25")
+    only_dense = fuse(dense, bm25, FirstStage("hybrid", "weighted", 1.0), k=10)
+    assert [r.chunk.chunk_id for r in only_dense] == ["a", "b", "c"]  # d, found by BM25 alone, brings nothing
+    only_bm25 = fuse(dense, bm25, FirstStage("hybrid", "weighted", 0.0), k=10)
+    assert [r.chunk.chunk_id for r in only_bm25] == ["d", "a"]

@@ -257,3 +257,9 @@ def test_fallback_index_sees_a_rewritten_chunk(old_store):
     assert old_store.count() == len(chunks)
     assert [h.chunk for h in lexical.search("zebra", 5)] == [edited]
     assert lexical.search("bond prices", 5) == []
+
+
+def test_bm25s_on_a_corpus_without_a_single_word_finds_nothing():
+    chunks = _chunks(["the of and", "a", "", "is the"], prefix="s")
+    index = Bm25sIndex(chunks)
+    assert index.search("the", 5) == [] and index.search("anything", 5) == []

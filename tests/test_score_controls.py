@@ -256,3 +256,11 @@ def test_weight_zero_keeps_the_first_stages_order_among_its_ties():
 def test_a_bad_weight_is_refused_even_with_nothing_to_show():
     with pytest.raises(ValueError, match="blend weight"):
         apply_score_controls([], weight=5)
+
+
+def test_the_cli_refuses_a_dense_weight_outside_0_1(capsys):
+    from core.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["search", "anything", "--first-stage", "hybrid", "--fusion", "weighted", "--dense-weight", "1.5"])
+    assert "1.5 is not in [0, 1]" in capsys.readouterr().err

@@ -69,8 +69,9 @@ def show_evaluation(evaluation: Evaluation, key: str) -> None:
     st.dataframe(metrics_table(evaluation), hide_index=True)
     st.caption(
         "Documents are scored by their best chunk (MaxP); metrics are per document id, with trec_eval's graded "
-        f"gain. BM25 by {settings.get('lexical_engine', 'BM25')}; hybrid RRF with k=60, hybrid weighted with "
-        "0.5 × min-max dense + 0.5 × min-max BM25. Recall@100 of a first stage is the ceiling for reranking it. "
+        f"gain. BM25 by {settings.get('lexical_engine', 'BM25')}; hybrid RRF with k=60; hybrid weighted: "
+        f"{settings.get('first_stage_label') if evaluation.baseline == 'hybrid_weighted' else '0.5 × min-max dense + 0.5 × min-max BM25'}. "
+        "Recall@100 of a first stage is the ceiling for reranking it. "
         f"Lift = reranked − {STAGE_NAMES.get(evaluation.baseline, evaluation.baseline)} per query; CI from 10,000 "
         "paired bootstrap resamples of queries; p from a two-sided paired randomization test."
     )

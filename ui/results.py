@@ -170,7 +170,7 @@ def reranked_column(
         if item.rank_without_instruction is not None:
             change = item.rank_without_instruction - item.rank
             effect = f"↑{change}" if change > 0 else f"↓{-change}" if change < 0 else "="
-            details += f" · instruction {effect} (#{item.rank_without_instruction} without)"
+            details += f" · instruction {effect} (reranker #{item.rank_without_instruction} without, #{item.rank} with)"
         if row.below_threshold:  # one grey line: Streamlit's colour directives do not nest
             header = f":gray[**#{row.rank}** {move} · {details} · below the threshold]"
         else:

@@ -102,7 +102,7 @@ reranker, load_error = (None, None)
 if reranker_enabled(settings) and depth > 0:
     reranker, load_error = resources.reranker(settings)
     if load_error:
-        st.warning(f"{load_error.reason}. {load_error.advice}. The evaluation will cover the bi-encoder only.")
+        st.warning(f"{load_error.reason}. {load_error.advice}. The evaluation will cover the first stages only.")
 n_queries = len(dataset.queries) if dataset else len(LabelStore(workspace.folder).qrels())
 if reranker is not None and n_queries:
     guess = estimate_evaluation_seconds(n_queries, int(depth), reranker)

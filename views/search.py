@@ -49,13 +49,14 @@ def _stage_from_url() -> FirstStage:
     fusion = st.query_params.get("fusion", "rrf")
     if mode != "hybrid":
         return FirstStage(mode if mode in MODES else "dense")
-    return FirstStage(mode, fusion if fusion in FUSIONS else "rrf", _float_param("w", 0.5))
+    # Rounded as the URL writes it, so the same link always names the same view.
+    return FirstStage(mode, fusion if fusion in FUSIONS else "rrf", round(_float_param("w", 0.5), 4))
 
 
 def _url(query: str, k: int, depth: int, stage: FirstStage, instruction: str) -> dict:
     params = {"q": query, "k": str(k), "depth": str(depth), "stage": stage.mode}
     if stage.mode == "hybrid":
-        params.update(fusion=stage.fusion, w=f"{stage.dense_weight:g}")
+        params.update(fusion=stage.fusion, w=f"{round(stage.dense_weight, 4):g}")
     if instruction:
         params["instr"] = instruction
     return params
@@ -63,10 +64,13 @@ def _url(query: str, k: int, depth: int, stage: FirstStage, instruction: str) ->
 
 def _search(query: str, k: int, depth: int, stage: FirstStage, instruction: str) -> None:
     """A new first stage; the reranker runs below. The URL records the view so it can be shared."""
-    stage = stage if stage.mode == "hybrid" else FirstStage(stage.mode)  # fusion settings matter to hybrid only
-    st.query_params.update(_url(query, k, depth, stage, instruction))
-    if not instruction:
-        st.query_params.pop("instr", None)
+    # Fusion settings matter to hybrid only; the weight is kept as the URL keeps it.
+    stage = FirstStage(stage.mode, stage.fusion, round(stage.dense_weight, 4)) if stage.mode == "hybrid" else FirstStage(stage.mode)
+    params = _url(query, k, depth, stage, instruction)
+    for name in ("fusion", "w", "instr"):  # what this view does not use must not linger in a shared link
+        if name not in params:
+            st.query_params.pop(name, None)
+    st.query_params.update(params)
     try:
         result = first_stage(query, workspace.encoder, workspace.store, k, depth, stage, workspace.lexical)
     except Exception as exc:  # the index went away, a server stopped answering…
@@ -194,10 +198,12 @@ pending = not result.reranked and result.reranker_error is None
 if pending and not reranker_enabled(settings):
     skip_reranking(result, "Reranking is off (the reranker is set to 'none' in the sidebar).")
 elif pending and reranker is None:
-    skip_reranking(result, f"{load_error.reason}. {load_error.advice}. Showing the bi-encoder's ranking only.")
+    skip_reranking(result, f"{load_error.reason}. {load_error.advice}. Showing the first stage's ranking only.")
     st.session_state["reranker_failed"] = load_error.model_id
 elif pending:
     n_pairs, estimate = estimate_rerank_seconds(result, reranker)
+    compare = bool(result.instruction) and st.session_state.get("search_compare", False)
+    estimate *= 2 if compare else 1  # every candidate is scored with and without the instruction
     slow = reranker.device == "cpu" and estimate > confirm_above_seconds()
     if slow and not st.session_state.get("confirmed"):
         st.warning(
@@ -211,7 +217,7 @@ elif pending:
             st.rerun()
     else:
         with st.spinner(f"Reranking {n_pairs} candidates with {reranker.model_id} (~{format_seconds(estimate)})…"):
-            add_reranking(result, reranker, result.instruction, st.session_state.get("search_compare", False))
+            add_reranking(result, reranker, result.instruction, compare)
 
 if st.session_state.get("reranker_failed") and st.button("Retry loading the reranker"):
     resources.forget_reranker_failure()
