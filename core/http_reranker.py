@@ -67,7 +67,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from core.reranker import KNOWN_MODELS, ZERANK_TEMPERATURE, sigmoid
+from core.reranker import KNOWN_MODELS, sigmoid, temperature_for
 
 API_PATHS = {"rerank": "/v1/rerank", "score": "/score", "infinity": "/rerank"}
 SCORE_KINDS = ("probability", "logit")
@@ -147,10 +147,8 @@ def endpoint_url(url: str, api: str) -> str:
 
 
 def probability_temperature(model_id: str) -> float:
-    """zerank's calibration, as the local backend decides it: RERANK_PROB_TEMPERATURE, else 5 for zerank."""
-    if os.environ.get("RERANK_PROB_TEMPERATURE"):
-        return float(os.environ["RERANK_PROB_TEMPERATURE"])
-    return ZERANK_TEMPERATURE if "zerank" in model_id.lower() else 1.0
+    """zerank's calibration, decided as the local backend decides it (a served zerank is single-token)."""
+    return temperature_for(model_id)
 
 
 class HttpReranker:

@@ -293,9 +293,14 @@ def probability_temperature(model_id: str, model) -> float:
     """
     from sentence_transformers.cross_encoder.modules import LogitScore
 
+    single_token = any(isinstance(m, LogitScore) and m.false_token_id is None for m in model)
+    return temperature_for(model_id, single_token)
+
+
+def temperature_for(model_id: str, single_token: bool = True) -> float:
+    """The calibration scale by name: RERANK_PROB_TEMPERATURE, else 5 for a zerank scored by one token."""
     if os.environ.get("RERANK_PROB_TEMPERATURE"):
         return float(os.environ["RERANK_PROB_TEMPERATURE"])
-    single_token = any(isinstance(m, LogitScore) and m.false_token_id is None for m in model)
     return ZERANK_TEMPERATURE if single_token and "zerank" in model_id.lower() else 1.0
 
 
