@@ -100,5 +100,14 @@ def test_upload_query_and_both_columns_in_chromium(server):
         expect(page.get_by_text("cosine").first).to_be_visible()
         page.wait_for_timeout(1500)  # let the plotly charts draw before the screenshot
         page.screenshot(path=str(ARTIFACTS / "browser-search.png"), full_page=True)
+
+        # A shared link to a hybrid view: three columns, and each reranked row says where it came from.
+        page.goto(f"{server}/search?q=When+can+insiders+sell+after+an+IPO&stage=hybrid&fusion=rrf")
+        expect(page.get_by_role("heading", name="Hybrid")).to_be_visible()
+        expect(page.get_by_role("heading", name="Dense (bi-encoder)")).to_be_visible()
+        expect(page.get_by_role("heading", name="Reranked by model")).to_be_visible()
+        expect(page.get_by_text("from dense #1").first).to_be_visible()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "browser-search-hybrid.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "browser-search.png").stat().st_size > 10_000
