@@ -74,6 +74,7 @@ def build_or_reuse(config: str, model_dir: Path | None, dtype, device: str = "cp
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     build_zerank_like(partial, config, seed=0, dtype=dtype, device=device)
+    shutil.rmtree(path, ignore_errors=True)  # a folder left without modules.json is not a model: replace it
     partial.rename(path)
     return path
 
