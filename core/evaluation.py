@@ -30,7 +30,7 @@ from core.lexical import LexicalSearch
 from core.metrics import METRICS, Lift, lift, mean_metrics, per_query_metrics, strictly_decreasing
 from core.prompts import reranker_query
 from core.reranker import Reranker
-from core.search import BM25, DENSE, FirstStage, RetrievedChunk, fuse
+from core.search import BM25, DENSE, LIST_LABELS, FirstStage, RetrievedChunk, fuse
 from core.vector_store import MAX_SEARCH_LIMIT
 
 # Every first stage the evaluation reports, by metrics key; "bi_encoder" is the dense one.
@@ -42,9 +42,20 @@ FIRST_STAGES = {
 }
 
 
+# How pages and tables name each stage.
+STAGE_LABELS = {
+    "bi_encoder": LIST_LABELS[DENSE],
+    "bm25": LIST_LABELS[BM25],
+    "hybrid_rrf": "hybrid RRF",
+    "hybrid_weighted": "hybrid weighted",
+    "reranked": "reranked",
+}
+
+
 def stage_key(stage: FirstStage) -> str:
     """The metrics key of a first stage: 'bi_encoder' for dense (as before hybrid existed), else its key."""
     return "bi_encoder" if stage.mode == "dense" else stage.key
+
 
 # Chunks fetched per wanted document: documents span several chunks, and k counts documents.
 CHUNKS_PER_DOCUMENT = 4
@@ -245,7 +256,9 @@ def evaluate(
             cancelled = True
             break
         t0 = time.perf_counter()
-        dense = [RetrievedChunk(r, h.chunk, h.score, {DENSE: r}) for r, h in enumerate(store.search(vector, chunk_limit), 1)]
+        dense = [
+            RetrievedChunk(r, h.chunk, h.score, {DENSE: r}) for r, h in enumerate(store.search(vector, chunk_limit), 1)
+        ]
         timings["search"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         hits = lexical.search(dataset.queries[qid], chunk_limit)

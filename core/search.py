@@ -25,6 +25,9 @@ DEFAULT_RERANK_DEPTH = 20
 MODES = ("dense", "bm25", "hybrid")
 FUSIONS = ("rrf", "weighted")
 DENSE, BM25 = "dense", "bm25"  # the names of the two lists a candidate can come from
+LIST_LABELS = {DENSE: "dense", BM25: "BM25"}
+MODE_LABELS = {"dense": "Dense", "bm25": "BM25", "hybrid": "Hybrid"}
+FUSION_LABELS = {"rrf": "Reciprocal rank fusion", "weighted": "Weighted scores"}
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,13 @@ class SearchResult:
 
         def listed(items: list[RetrievedChunk]) -> list[dict]:
             return [
-                {"rank": r.rank, "chunk_id": r.chunk.chunk_id, **chunk_fields(r.chunk), "score": r.score, "sources": r.sources}
+                {
+                    "rank": r.rank,
+                    "chunk_id": r.chunk.chunk_id,
+                    **chunk_fields(r.chunk),
+                    "score": r.score,
+                    "sources": r.sources,
+                }
                 for r in items
             ]
 
@@ -159,7 +168,11 @@ class SearchResult:
             "query": self.query,
             "k": self.k,
             "rerank_depth": self.rerank_depth,
-            "first_stage": {**asdict(self.first_stage), "label": self.first_stage.label, "lexical_engine": self.lexical_engine},
+            "first_stage": {
+                **asdict(self.first_stage),
+                "label": self.first_stage.label,
+                "lexical_engine": self.lexical_engine,
+            },
             "reranker": self.reranker,
             "instruction": self.instruction,
             "reranker_query": reranker_query(self.query, self.instruction),
@@ -204,7 +217,9 @@ def fuse(dense: list[RetrievedChunk], lexical: list[RetrievedChunk], stage: Firs
     by_id = {r.chunk.chunk_id: r.chunk for r in lexical} | {r.chunk.chunk_id: r.chunk for r in dense}
     ranks = {DENSE: {r.chunk.chunk_id: r.rank for r in dense}, BM25: {r.chunk.chunk_id: r.rank for r in lexical}}
     if stage.fusion == "rrf":
-        scores = reciprocal_rank_fusion({DENSE: [r.chunk.chunk_id for r in dense], BM25: [r.chunk.chunk_id for r in lexical]})
+        scores = reciprocal_rank_fusion(
+            {DENSE: [r.chunk.chunk_id for r in dense], BM25: [r.chunk.chunk_id for r in lexical]}
+        )
     else:
         weights = {DENSE: stage.dense_weight, BM25: 1.0 - stage.dense_weight}
         lists = {DENSE: {r.chunk.chunk_id: r.score for r in dense}, BM25: {r.chunk.chunk_id: r.score for r in lexical}}
@@ -212,7 +227,9 @@ def fuse(dense: list[RetrievedChunk], lexical: list[RetrievedChunk], stage: Firs
         scores = weighted_fusion({name: s for name, s in lists.items() if weights[name] > 0}, weights)
     tiebreak = [r.chunk.chunk_id for r in dense] + [r.chunk.chunk_id for r in lexical]
     return [
-        RetrievedChunk(rank, by_id[cid], scores[cid], {name: ranks[name][cid] for name in (DENSE, BM25) if cid in ranks[name]})
+        RetrievedChunk(
+            rank, by_id[cid], scores[cid], {name: ranks[name][cid] for name in (DENSE, BM25) if cid in ranks[name]}
+        )
         for rank, cid in enumerate(ranked(scores, tiebreak)[:k], start=1)
     ]
 
@@ -228,7 +245,9 @@ def rerank(
 
     Ties in score keep the first stage's order (Python's sort is stable), so a tie never reorders.
     """
-    logits = reranker.score(reranker_query(query, instruction), [c.chunk.text for c in candidates], batch_size=batch_size)
+    logits = reranker.score(
+        reranker_query(query, instruction), [c.chunk.text for c in candidates], batch_size=batch_size
+    )
     probabilities = reranker.probability(logits)
     first_scores = min_max({str(i): c.score for i, c in enumerate(candidates)})
     order = sorted(range(len(candidates)), key=lambda i: -float(logits[i]))
@@ -269,7 +288,9 @@ def first_stage(
         hits = lexical.search(query, k)
         timings["bm25"] = (time.perf_counter() - t0) * 1000
         result.lexical_engine = lexical.engine
-        result.bm25 = [RetrievedChunk(rank, hit.chunk, hit.score, {BM25: rank}) for rank, hit in enumerate(hits, start=1)]
+        result.bm25 = [
+            RetrievedChunk(rank, hit.chunk, hit.score, {BM25: rank}) for rank, hit in enumerate(hits, start=1)
+        ]
         if stage.mode == "hybrid":
             t0 = time.perf_counter()
             result.fused = fuse(dense, result.bm25, stage, k)

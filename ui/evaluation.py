@@ -9,19 +9,10 @@ import streamlit as st
 
 from core.calibration import expected_calibration_error, precision_recall_at, reliability, split_by_judgment
 from core.charts import per_query_lift_figure, probability_histogram_figure, reliability_figure
-from core.evaluation import Evaluation
+from core.evaluation import STAGE_LABELS, Evaluation
 from core.metrics import METRICS
 
 THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-
-
-STAGE_NAMES = {
-    "bi_encoder": "dense",
-    "bm25": "BM25",
-    "hybrid_rrf": "hybrid RRF",
-    "hybrid_weighted": "hybrid weighted",
-    "reranked": "reranked",
-}
 
 
 def metrics_table(evaluation: Evaluation) -> pd.DataFrame:
@@ -30,7 +21,7 @@ def metrics_table(evaluation: Evaluation) -> pd.DataFrame:
     rows = []
     for metric in METRICS:
         row = {"metric": metric}
-        row |= {STAGE_NAMES.get(s, s): round(m[metric], 4) for s, m in means.items() if s != "reranked"}
+        row |= {STAGE_LABELS.get(s, s): round(m[metric], 4) for s, m in means.items() if s != "reranked"}
         if evaluation.has_reranking:
             result = evaluation.lift(metric)
             row |= {
@@ -72,7 +63,7 @@ def show_evaluation(evaluation: Evaluation, key: str) -> None:
         f"gain. BM25 by {settings.get('lexical_engine', 'BM25')}; hybrid RRF with k=60; hybrid weighted: "
         f"{settings.get('first_stage_label') if evaluation.baseline == 'hybrid_weighted' else '0.5 × min-max dense + 0.5 × min-max BM25'}. "
         "Recall@100 of a first stage is the ceiling for reranking it. "
-        f"Lift = reranked − {STAGE_NAMES.get(evaluation.baseline, evaluation.baseline)} per query; CI from 10,000 "
+        f"Lift = reranked − {STAGE_LABELS.get(evaluation.baseline, evaluation.baseline)} per query; CI from 10,000 "
         "paired bootstrap resamples of queries; p from a two-sided paired randomization test."
     )
 
@@ -85,7 +76,7 @@ def show_evaluation(evaluation: Evaluation, key: str) -> None:
     downloads = st.columns(len(evaluation.stages) + 1)
     for column, stage in zip(downloads, evaluation.stages):
         column.download_button(
-            f"{STAGE_NAMES.get(stage, stage).capitalize()} run (TREC)",
+            f"{STAGE_LABELS.get(stage, stage).capitalize()} run (TREC)",
             evaluation.trec_run(stage),
             f"{stage}.run",
             key=f"dl_{stage}_{key}",
@@ -105,7 +96,7 @@ def _first_stages(evaluation: Evaluation) -> None:
             low, high = result["ci95"]
             rows.append(
                 {
-                    "first stage": STAGE_NAMES.get(stage, stage),
+                    "first stage": STAGE_LABELS.get(stage, stage),
                     "metric": metric,
                     "Δ against dense": f"{result['mean']:+.4f}",
                     "95% CI (bootstrap)": f"{low:+.4f} … {high:+.4f}",

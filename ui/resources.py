@@ -48,9 +48,7 @@ def workspace(settings: Settings) -> Workspace:
 
 
 @st.cache_resource(show_spinner="Loading the reranker (a 4B model takes a while)…")
-def _reranker(
-    model_id: str, device: str, dtype: str, server: str
-) -> tuple[Reranker | None, RerankerLoadError | None]:
+def _reranker(model_id: str, device: str, dtype: str, server: str) -> tuple[Reranker | None, RerankerLoadError | None]:
     # The failure is cached too, so every rerun doesn't retry a load that can't succeed; the search
     # page offers a retry button that clears this cache. ``server`` (RERANK_SERVER_URL) is in the key
     # so that pointing the app at a rerank server takes effect.

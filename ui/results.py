@@ -9,7 +9,7 @@ import streamlit as st
 from core.chunking import Chunk
 from core.highlight import mark, snippet
 from core.labels import GRADES, LabelStore, document_key
-from core.search import BM25, DENSE, RetrievedChunk, SearchResult, apply_score_controls, movement_label
+from core.search import LIST_LABELS, RetrievedChunk, SearchResult, apply_score_controls, movement_label
 
 
 def _where(chunk: Chunk) -> str:
@@ -59,12 +59,9 @@ def _row(header: str, chunk: Chunk, query: str, labels: LabelStore | None, colum
         _label(labels, query, chunk, column, given)
 
 
-SOURCE_NAMES = {DENSE: "dense", BM25: "BM25"}
-
-
 def provenance(sources: dict[str, int]) -> str:
     """Which first-stage lists a candidate came from, with its rank in each: "dense #3 · BM25 #1"."""
-    return " · ".join(f"{label} #{sources[name]}" for name, label in SOURCE_NAMES.items() if name in sources)
+    return " · ".join(f"{label} #{sources[name]}" for name, label in LIST_LABELS.items() if name in sources)
 
 
 def first_stage_column(

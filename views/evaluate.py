@@ -14,11 +14,11 @@ from core.eval_runner import (
     run_label_evaluation,
     save_uploaded_dataset,
 )
-from core.evaluation import FIRST_STAGES
+from core.evaluation import FIRST_STAGES, STAGE_LABELS
 from core.labels import LabelStore
 from core.reranker import format_seconds
 from ui import resources
-from ui.evaluation import STAGE_NAMES, show_evaluation
+from ui.evaluation import show_evaluation
 from ui.ingest import progress_callback
 from ui.sidebar import current_settings, reranker_enabled
 
@@ -90,7 +90,7 @@ depth = middle.number_input("Documents reranked per query", 0, 1000, 20, help="C
 stage_key = right.selectbox(
     "First stage to rerank",
     list(FIRST_STAGES),
-    format_func=STAGE_NAMES.get,
+    format_func=STAGE_LABELS.get,
     key="eval_first_stage",
     help="Every first stage is evaluated and reported; the reranker rescores this one's candidates.",
 )
@@ -179,7 +179,7 @@ overview = pd.DataFrame(
             "depth": e.settings.get("rerank_depth"),
             "dense NDCG@10": round(e.means("bi_encoder")["ndcg@10"], 4) if e.queries else None,
             "hybrid RRF NDCG@10": round(e.means("hybrid_rrf")["ndcg@10"], 4) if "hybrid_rrf" in e.metrics else None,
-            "reranked": STAGE_NAMES.get(e.baseline, e.baseline) if e.has_reranking else None,
+            "reranked": STAGE_LABELS.get(e.baseline, e.baseline) if e.has_reranking else None,
             "reranked NDCG@10": round(e.means("reranked")["ndcg@10"], 4) if e.has_reranking and e.queries else None,
             "run": Path(p).name,
         }

@@ -10,7 +10,9 @@ from core.reranker import format_params, format_seconds
 from core.search import (
     DEFAULT_K,
     DEFAULT_RERANK_DEPTH,
+    FUSION_LABELS,
     FUSIONS,
+    MODE_LABELS,
     MODES,
     FirstStage,
     add_reranking,
@@ -65,7 +67,11 @@ def _url(query: str, k: int, depth: int, stage: FirstStage, instruction: str) ->
 def _search(query: str, k: int, depth: int, stage: FirstStage, instruction: str) -> None:
     """A new first stage; the reranker runs below. The URL records the view so it can be shared."""
     # Fusion settings matter to hybrid only; the weight is kept as the URL keeps it.
-    stage = FirstStage(stage.mode, stage.fusion, round(stage.dense_weight, 4)) if stage.mode == "hybrid" else FirstStage(stage.mode)
+    stage = (
+        FirstStage(stage.mode, stage.fusion, round(stage.dense_weight, 4))
+        if stage.mode == "hybrid"
+        else FirstStage(stage.mode)
+    )
     params = _url(query, k, depth, stage, instruction)
     for name in ("fusion", "w", "instr"):  # what this view does not use must not linger in a shared link
         if name not in params:
@@ -145,7 +151,7 @@ with st.form("search"):
         MODES,
         key="search_stage",
         horizontal=True,
-        format_func={"dense": "Dense", "bm25": "BM25", "hybrid": "Hybrid"}.get,
+        format_func=MODE_LABELS.get,
         help="Dense: the bi-encoder. BM25: exact words (ids, statute numbers, function names). Hybrid: both, fused.",
     )
     left, right = st.columns(2)
@@ -154,7 +160,7 @@ with st.form("search"):
         FUSIONS,
         key="search_fusion",
         horizontal=True,
-        format_func={"rrf": "Reciprocal rank fusion", "weighted": "Weighted scores"}.get,
+        format_func=FUSION_LABELS.get,
         help="RRF (k=60) uses ranks only. Weighted sums min-max normalised scores with the weight on the right.",
     )
     weight = right.slider("Weighted fusion: dense share (BM25 gets the rest)", 0.0, 1.0, step=0.05, key="search_weight")
