@@ -29,12 +29,12 @@ import pytest
 from core.chunking import Chunk
 from core.vector_store import MilvusVectorStore, VectorStoreError
 from tests.milvus_server import ServerUnavailable, start_server
+from tests.test_vector_store import DIM, _chunks
 
 pytestmark = pytest.mark.milvus_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CORPUS = ROOT / "data" / "demo"
-DIM = 32
 SMALL_SEGMENT_ROWS = 1024  # Milvus indexes no segment smaller than this (minSegmentNumRowsToEnableIndex)
 
 
@@ -56,25 +56,6 @@ def milvus_server(tmp_path_factory):
 
 def _collection() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
-
-
-def _chunks(n: int, rng: np.random.Generator) -> tuple[list[Chunk], np.ndarray]:
-    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    chunks = [
-        Chunk(
-            f"file{i % 7}.txt:{i}",
-            f"file{i % 7}.txt",
-            f"file{i % 7}.txt",
-            f"T{i}",
-            (i % 3) or None,
-            i,
-            i + 5,
-            f"text {i} é",
-        )
-        for i in range(n)
-    ]
-    return chunks, vectors
 
 
 def test_server_is_the_bundled_2_3_5(milvus_server):

@@ -16,6 +16,7 @@ import torch
 
 from core.rerank_engine import RerankEngine, unsupported_reason
 from core.reranker import RerankerLoadError, load_reranker
+from tests.tiny_zerank import reference_scorer
 
 QUERY = "What is the duration of a bond and how does it relate to interest rate risk?"
 DOCUMENTS = [
@@ -42,20 +43,7 @@ def predict_reranker(tiny_zerank_path):
 
 @pytest.fixture(scope="module")
 def reference(tiny_zerank_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_zerank_path)
-    model = AutoModelForCausalLM.from_pretrained(tiny_zerank_path, dtype=torch.float32).eval()
-    yes = tokenizer.convert_tokens_to_ids("Yes")
-
-    def score(query: str, document: str) -> float:
-        messages = [{"role": "system", "content": query}, {"role": "user", "content": document}]
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
-        with torch.no_grad():
-            return float(model(**ids).logits[0, -1, yes])
-
-    return score
+    return reference_scorer(tiny_zerank_path)
 
 
 def predict(model, pairs, batch_size=4) -> np.ndarray:

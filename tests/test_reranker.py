@@ -17,6 +17,7 @@ import torch
 from core.chunking import Chunk
 from core.reranker import ZERANK_TEMPERATURE, RerankerLoadError, load_reranker
 from core.search import RetrievedChunk, rerank
+from tests.tiny_zerank import reference_scorer
 
 QUERY = "What is the duration of a bond and how does it relate to interest rate risk?"
 DOCUMENTS = [
@@ -36,24 +37,7 @@ def reranker(tiny_zerank_path):
 
 @pytest.fixture(scope="module")
 def reference(tiny_zerank_path):
-    """Independent scorer: transformers only, no sentence-transformers, no padding."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    # The backbone is stored at the root of the hub layout, as zerank-2's is.
-    tokenizer = AutoTokenizer.from_pretrained(tiny_zerank_path)
-    model = AutoModelForCausalLM.from_pretrained(tiny_zerank_path, dtype=torch.float32).eval()
-    yes = tokenizer.convert_tokens_to_ids("Yes")
-
-    def score(query: str, document: str) -> float:
-        messages = [{"role": "system", "content": query}, {"role": "user", "content": document}]
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        assert prompt.endswith("<|im_start|>assistant\n")
-        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
-        with torch.no_grad():
-            logits = model(**ids).logits
-        return float(logits[0, -1, yes])
-
-    return score
+    return reference_scorer(tiny_zerank_path)
 
 
 def test_fixture_has_zerank_layout(tiny_zerank_path):
