@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.config import Settings
+from core.config import EMBED_BACKENDS, Settings
 from core.demo import SHARED_DATASETS
 from core.search import DEFAULT_K, DEFAULT_RERANK_DEPTH, FUSIONS, MODES, FirstStage, movement_label
 
@@ -17,13 +17,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bi-encoder", help="sentence-transformers model id or path")
     parser.add_argument("--device", help="auto, cpu, cuda, mps")
     parser.add_argument("--dtype", help="auto, float32, bfloat16, float16")
+    parser.add_argument(
+        "--embed-backend", choices=EMBED_BACKENDS, help="embedding runtime (default: RERANK_EMBED_BACKEND or auto)"
+    )
 
 
 def _first_stage_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--first-stage", choices=MODES, default="dense", help="what the reranker rescores (default dense)")
+    parser.add_argument(
+        "--first-stage", choices=MODES, default="dense", help="what the reranker rescores (default dense)"
+    )
     parser.add_argument("--fusion", choices=FUSIONS, default="rrf", help="hybrid fusion: rrf (default) or weighted")
     parser.add_argument(
-        "--dense-weight", type=_unit_interval, default=0.5, help="weighted fusion: the dense share, BM25 gets the rest (0.5)"
+        "--dense-weight",
+        type=_unit_interval,
+        default=0.5,
+        help="weighted fusion: the dense share, BM25 gets the rest (0.5)",
     )
     parser.add_argument("--instruction", default="", help="a task instruction given to the reranker with the query")
 
@@ -112,6 +120,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         bi_encoder=args.bi_encoder,
         device=args.device,
         dtype=args.dtype,
+        embed_backend=args.embed_backend,
         reranker=getattr(args, "reranker", None),
     )
 
@@ -120,7 +129,7 @@ def _open(settings: Settings):
     from core.embedding import BiEncoder
     from core.workspace import Workspace
 
-    return Workspace(settings, BiEncoder(settings.bi_encoder, settings.device, settings.dtype))
+    return Workspace(settings, BiEncoder(settings.bi_encoder, settings.device, settings.dtype, settings.embed_backend))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,7 +219,7 @@ def _eval(args, settings) -> int:
 
     try:
         dataset = load_dataset(args.dataset, qrels_path=args.qrels)
-        encoder = BiEncoder(settings.bi_encoder, settings.device, settings.dtype)
+        encoder = BiEncoder(settings.bi_encoder, settings.device, settings.dtype, settings.embed_backend)
     except (DatasetError, BiEncoderLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -269,7 +278,7 @@ def _bench_embed(args, settings) -> int:
     if not (args.dataset / "corpus.jsonl").is_file():
         print(f"error: {args.dataset} has no corpus.jsonl", file=sys.stderr)
         return 2
-    report = bench_embed(args.dataset, args.docs, settings.bi_encoder, settings.dtype)
+    report = bench_embed(args.dataset, args.docs, settings.bi_encoder, settings.dtype, settings.embed_backend)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -279,6 +288,12 @@ def _bench_embed(args, settings) -> int:
         print(
             f"  speedup {report['speedup']:.2f}x, cosine to fp32 mean {report['mean_cosine_to_fp32']:.5f}"
             f" min {report['min_cosine_to_fp32']:.5f}"
+        )
+        compute = report["compute"]
+        peaks = ", ".join(f"{name} {value:.0f}" for name, value in compute["matmul_peak_gflop_per_s"].items())
+        print(
+            f"  useful GFLOP/s: baseline {compute['baseline_gflop_per_s']:.0f},"
+            f" ours {compute['engine_gflop_per_s']:.0f} (this CPU's torch matmul peak: {peaks})"
         )
     return 0
 

@@ -14,6 +14,9 @@ DEFAULT_BI_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_RERANKER = "zeroentropy/zerank-2-reranker"
 
 # all-MiniLM-L6-v2 reads at most 256 tokens; the chunker counts [CLS]/[SEP] too, so 256 fits exactly.
+# How the bi-encoder runs; core.embedding.auto_backend says what auto picks.
+EMBED_BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
+
 DEFAULT_CHUNK_TOKENS = 256
 DEFAULT_CHUNK_OVERLAP = 32
 DEFAULT_MAX_FILE_MB = 50.0
@@ -24,6 +27,7 @@ ENV = {
     "reranker": "RERANK_RERANKER",
     "device": "RERANK_DEVICE",
     "dtype": "RERANK_DTYPE",
+    "embed_backend": "RERANK_EMBED_BACKEND",
     "milvus_uri": "MILVUS_URI",
     "milvus_token": "MILVUS_TOKEN",
     "index_type": "RERANK_INDEX_TYPE",
@@ -44,6 +48,7 @@ class Settings:
     reranker: str = DEFAULT_RERANKER
     device: str = "auto"
     dtype: str = "auto"
+    embed_backend: str = "auto"  # one of EMBED_BACKENDS
     milvus_uri: str = ""  # empty: an embedded Milvus Lite file inside the workspace
     milvus_token: str = field(default="", repr=False)
     index_type: str = ""  # empty: FLAT for Milvus Lite (exact), HNSW for a server

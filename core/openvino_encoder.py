@@ -4,6 +4,13 @@ On the project's CPUs with native bf16, OpenVINO's CPU plugin in bf16 embeds abo
 torch in bf16 (65 against 51 MEDLINE abstracts/s on a 2-core AMD EPYC with AVX-512 BF16), at a cosine
 of 0.99998 to fp32. It takes the same token ids as sentence-transformers and returns the pooled vector;
 the caller normalises. Models whose pooling is not mean or CLS, or that fail to convert, stay on torch.
+
+With ``int8_weights`` the linear layers' weights are stored in int8 (NNCF, asymmetric, per output
+channel) and the CPU plugin quantises their inputs on the fly in groups of 64 channels, so the matmuls
+run on int8 dot products (VNNI). Measured on the same machine: 73 docs/s with the rest of the graph in
+f32 (OpenVINO f32 alone: 38, torch fp32: 27) and 79 with the rest in bf16, at a mean cosine of 0.9992
+to fp32. Static int8 (calibrated, per-tensor activations) measured 0.997 and groups of 128 0.9989: both
+below the 0.999 the project asks of a fast path.
 """
 
 from __future__ import annotations
@@ -13,11 +20,18 @@ import warnings
 import numpy as np
 
 SUPPORTED_POOLING = ("mean", "cls")
+# Channels per dynamically quantised activation group: 32 measured no faster than bf16, 128 fell below
+# a mean cosine of 0.999.
+INT8_GROUP_SIZE = 64
 
 
-def openvino_available() -> bool:
+def openvino_available(int8: bool = False) -> bool:
+    """Whether OpenVINO (and, for the int8 path, NNCF, which compresses the weights) can be imported."""
     try:
         import openvino  # noqa: F401
+
+        if int8:
+            import nncf  # noqa: F401
     except ImportError:
         return False
     return True
@@ -37,7 +51,8 @@ def pooling_mode(model) -> str | None:
 class OpenVinoEncoder:
     """Pooled (not normalised) embeddings from an OpenVINO-compiled copy of a sentence-transformers model."""
 
-    def __init__(self, model, precision: str = "bf16"):
+    def __init__(self, model, precision: str = "bf16", int8_weights: bool = False):
+        """``precision``: the CPU plugin's inference precision (bf16 or f32) for what is not int8."""
         import openvino as ov
         import torch
 
@@ -69,6 +84,9 @@ class OpenVinoEncoder:
         self.inputs = [port.get_any_name() for port in converted.inputs]
         # LATENCY: one request uses every core, which is how the app embeds (one batch at a time).
         config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        if int8_weights:
+            converted = _compress_weights_to_int8(converted)
+            config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(INT8_GROUP_SIZE)
         self._compiled = ov.Core().compile_model(converted, "CPU", config)
 
     def _tokenize(self, texts: list[str], tensors: str):
@@ -78,3 +96,17 @@ class OpenVinoEncoder:
         encoded = self._tokenize(texts, "np")
         outputs = self._compiled({name: encoded[name] for name in self.inputs})
         return np.asarray(outputs[0], dtype=np.float32)
+
+
+def _compress_weights_to_int8(converted):
+    import contextlib
+    import io
+    import logging
+
+    import nncf
+
+    nncf.set_log_level(logging.ERROR)  # it logs a table of the layers it compressed
+    # Its progress bar writes to stdout, where the CLI's --json output goes.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        # Weight compression needs no calibration data, so the result does not depend on what was uploaded.
+        return nncf.compress_weights(converted, mode=nncf.CompressWeightsMode.INT8_ASYM)

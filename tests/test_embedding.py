@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from core.demo import DEMO_CORPUS
-from core.devices import cpu_has_native_bf16, resolve_embedding_dtype
-from core.embedding import BiEncoder
+from core.devices import cpu_has_native_bf16, cpu_has_vnni, resolve_embedding_dtype
+from core.embedding import BiEncoder, auto_backend
 from core.embedding_cache import EmbeddingCache, embed_with_cache
 
 
@@ -69,10 +69,13 @@ def test_stopped_embedding_keeps_what_it_finished(tmp_path, fp32_encoder):
     assert fp32_encoder.texts_encoded - before == 150 - 32 and fresh.sum() == 118
 
 
-@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
-def test_openvino_vectors_match_torch_fp32(fp32_encoder, precision):
-    encoder = BiEncoder(device="cpu", dtype=precision, backend="openvino")
-    assert encoder.backend == "openvino" and "OpenVINO" in encoder.path
+@pytest.mark.parametrize(
+    "backend,precision",
+    [("openvino", "bfloat16"), ("openvino", "float32"), ("openvino-int8", "bfloat16"), ("openvino-int8", "float32")],
+)
+def test_openvino_vectors_match_torch_fp32(fp32_encoder, backend, precision):
+    encoder = BiEncoder(device="cpu", dtype=precision, backend=backend)
+    assert encoder.backend == backend and "OpenVINO" in encoder.path
     texts = _texts() + ["short", "x " * 400]  # one text past the 256-token window: truncated alike
     reference = fp32_encoder.encode(texts)
     fast = encoder.encode(texts)
@@ -93,16 +96,35 @@ def test_openvino_vectors_do_not_depend_on_the_batch(openvino_encoder):
 
 def test_auto_backend_and_cache_keys(fp32_encoder, bf16_encoder, openvino_encoder):
     auto = BiEncoder(device="cpu", dtype="auto")
-    expected = "openvino" if cpu_has_native_bf16() else "torch"
+    expected = "openvino" if cpu_has_native_bf16() or not cpu_has_vnni() else "openvino-int8"
     assert auto.backend == expected
-    keys = {fp32_encoder.cache_key, bf16_encoder.cache_key, openvino_encoder.cache_key}
-    assert len(keys) == 3  # each runtime and precision keeps its own cached vectors
+    int8 = BiEncoder(device="cpu", dtype="bfloat16", backend="openvino-int8")
+    keys = {fp32_encoder.cache_key, bf16_encoder.cache_key, openvino_encoder.cache_key, int8.cache_key}
+    assert len(keys) == 4  # each runtime and precision keeps its own cached vectors
+    assert "int8" in int8.path and "int8" in int8.cache_key
     assert BiEncoder(device="cpu", dtype="float32").backend == "torch"  # fp32 asked for: torch, as before
 
 
-def test_a_bad_backend_is_a_load_error(monkeypatch):
+def test_auto_takes_int8_only_on_a_cpu_without_bf16_and_with_vnni(monkeypatch):
+    import core.embedding as embedding
+
+    for bf16, vnni, expected in [(True, True, "openvino"), (False, True, "openvino-int8"), (False, False, "openvino")]:
+        monkeypatch.setattr(embedding, "cpu_has_native_bf16", lambda bf16=bf16: bf16)
+        monkeypatch.setattr(embedding, "cpu_has_vnni", lambda vnni=vnni: vnni)
+        assert auto_backend("cpu", "auto") == expected
+        assert auto_backend("cpu", "float32") == "torch"  # a dtype asked for by name keeps torch
+        assert auto_backend("cuda", "auto") == "torch"
+
+
+def test_a_bad_backend_is_a_load_error():
     from core.embedding import BiEncoderLoadError
 
-    monkeypatch.setenv("RERANK_EMBED_BACKEND", "onnx")
     with pytest.raises(BiEncoderLoadError, match="embedding backend"):
-        BiEncoder(device="cpu")
+        BiEncoder(device="cpu", backend="onnx")
+
+
+def test_the_backend_setting_comes_from_the_environment(monkeypatch):
+    from core.config import Settings
+
+    monkeypatch.setenv("RERANK_EMBED_BACKEND", "openvino-int8")
+    assert Settings.from_env().embed_backend == "openvino-int8"

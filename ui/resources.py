@@ -15,15 +15,18 @@ from core.workspace import Workspace
 
 
 @st.cache_resource(show_spinner="Loading the bi-encoder…")
-def bi_encoder(model_id: str, device: str, dtype: str) -> BiEncoder:
-    return BiEncoder(model_id, device, dtype)
+def bi_encoder(model_id: str, device: str, dtype: str, backend: str) -> BiEncoder:
+    return BiEncoder(model_id, device, dtype, backend)
 
 
 @st.cache_resource(show_spinner="Opening the index…")
-def _workspace(folder: str, milvus_uri: str, index_type: str, model_id: str, device: str, dtype: str) -> Workspace:
+def _workspace(
+    folder: str, milvus_uri: str, index_type: str, model_id: str, device: str, dtype: str, backend: str
+) -> Workspace:
     settings = Settings.from_env(workspace=Path(folder), milvus_uri=milvus_uri, index_type=index_type)
     return Workspace(
-        settings.with_(bi_encoder=model_id, device=device, dtype=dtype), bi_encoder(model_id, device, dtype)
+        settings.with_(bi_encoder=model_id, device=device, dtype=dtype, embed_backend=backend),
+        bi_encoder(model_id, device, dtype, backend),
     )
 
 
@@ -39,6 +42,7 @@ def workspace(settings: Settings) -> Workspace:
             settings.bi_encoder,
             settings.device,
             settings.dtype,
+            settings.embed_backend,
         )
     except (BiEncoderLoadError, VectorStoreError, ValueError, OSError) as exc:
         st.error(f"The workspace {settings.workspace} could not be opened: {exc}", icon="⚠️")

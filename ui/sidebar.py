@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.config import Settings
+from core.config import EMBED_BACKENDS, Settings
 from core.reranker import KNOWN_MODELS, format_params
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 DTYPES = ["auto", "float32", "bfloat16", "float16"]
+EMBED_BACKEND_HELP = (
+    "How the bi-encoder runs on a CPU. auto: OpenVINO bf16 where the CPU has native bf16, else OpenVINO "
+    "int8 where it has VNNI, else OpenVINO f32. openvino-int8: int8 weights and activations, about 1.2x "
+    "faster than bf16 at a cosine of 0.999 to fp32. torch: sentence-transformers at the dtype above. "
+    "Each runtime caches its own vectors, so switching re-embeds what you upload next."
+)
 NO_RERANKER = "none"
 
 
@@ -21,6 +27,7 @@ def settings_sidebar() -> Settings:
         base = Settings()
     devices = DEVICES if base.device in DEVICES else [base.device, *DEVICES]  # e.g. RERANK_DEVICE=cuda:1
     dtypes = DTYPES if base.dtype in DTYPES else [base.dtype, *DTYPES]  # e.g. RERANK_DTYPE=bf16
+    backends = list(EMBED_BACKENDS) if base.embed_backend in EMBED_BACKENDS else [base.embed_backend, *EMBED_BACKENDS]
     with st.sidebar:
         st.header("Models")
         bi_encoder = st.text_input(
@@ -40,6 +47,13 @@ def settings_sidebar() -> Settings:
             key="dtype",
             help="auto: bf16 where supported, fp16 on other GPUs, fp32 on CPU",
         )
+        embed_backend = st.selectbox(
+            "Embedding runtime",
+            backends,
+            backends.index(base.embed_backend),
+            key="embed_backend",
+            help=EMBED_BACKEND_HELP,
+        )
         known = KNOWN_MODELS.get(reranker.strip())
         if known:
             st.caption(
@@ -51,6 +65,7 @@ def settings_sidebar() -> Settings:
         reranker=reranker.strip() or NO_RERANKER,
         device=device,
         dtype=dtype,
+        embed_backend=embed_backend,
     )
     st.session_state["settings"] = settings
     return settings

@@ -98,7 +98,7 @@ def _fill_form(view: tuple) -> None:
     )  # fmt: skip
 
 
-signature = (settings.bi_encoder, settings.reranker, settings.device, settings.dtype)
+signature = (settings.bi_encoder, settings.reranker, settings.device, settings.dtype, settings.embed_backend)
 shown = st.session_state.get("result")
 url_query = st.query_params.get("q", "").strip()
 url_view = (
