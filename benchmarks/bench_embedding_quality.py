@@ -2,7 +2,7 @@
 
 The fast path must not cost quality: the target is |ΔNDCG@10| <= 0.005 against fp32.
 
-    python benchmarks/bench_embedding_quality.py [--datasets medline cranfield]
+    python benchmarks/bench_embedding_quality.py [--datasets medline cranfield] [--backend openvino-int8]
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["medline", "cranfield"])
     parser.add_argument("-k", type=int, default=100)
+    parser.add_argument("--backend", default="auto", help="the fast path's runtime (core.config.EMBED_BACKENDS)")
+    parser.add_argument("--dtype", default="auto", help="the fast path's dtype")
     args = parser.parse_args()
 
     from core.config import Settings
@@ -30,7 +32,7 @@ def main() -> None:
     from core.embedding import BiEncoder
     from core.eval_runner import run_dataset_evaluation
 
-    encoders = {"fp32": BiEncoder(dtype="float32"), "fast": BiEncoder(dtype="auto")}
+    encoders = {"fp32": BiEncoder(dtype="float32"), "fast": BiEncoder(dtype=args.dtype, backend=args.backend)}
     print(f"fast path: {encoders['fast'].path}")
     print(f"{'dataset':10s} {'path':5s} {'NDCG@10':>8s} {'R@100':>7s} {'index s':>8s} {'chunks/s':>9s}")
     for name in args.datasets:

@@ -21,6 +21,12 @@ class IndexedFile:
     indexed_at: str  # ISO 8601, UTC
     chunking: str  # model, size and overlap the chunks were made with
 
+    @property
+    def embedded_with(self) -> str:
+        """The runtime and precision of its vectors: BiEncoder.cache_key's suffix, float32 where it has none."""
+        cache_key = self.chunking.split("|", 1)[0]
+        return cache_key.partition("@")[2] or "float32"
+
 
 class Catalog:
     def __init__(self, path: Path):

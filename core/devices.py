@@ -53,12 +53,6 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def cpu_has_vnni() -> bool:
-    """Whether this CPU has int8 dot-product instructions (AVX-512 VNNI or AVX-VNNI), which int8 matmuls need
-    to beat fp32."""
-    return _cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"} != set()
-
-
 def _cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as info:

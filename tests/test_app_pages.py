@@ -286,3 +286,29 @@ def test_instruction_reaches_the_reranker_and_its_effect_is_shown(app_env):
     assert rows and all("instruction " in m and "without, #" in m for m in rows)
     code = " ".join(str(c.value) for c in at.code)
     assert "<instruction>\nPrefer statutes over commentary.\n</instruction>" in code
+
+
+def test_sidebar_shows_the_embedding_runtime_and_switches_it(app_env, monkeypatch):
+    monkeypatch.setenv("RERANK_EMBED_BACKEND", "torch")
+    at = _page("views/documents.py")
+    runtime = next(s for s in at.sidebar.selectbox if s.label == "Embedding runtime")
+    assert runtime.value == "torch"  # the environment's choice is the default
+
+    def embedding_path() -> str:
+        return next(c.value for c in at.sidebar.caption if c.value.startswith("Embedding path"))
+
+    assert "OpenVINO" not in embedding_path()
+
+    def index(name: str, text: bytes) -> None:
+        at.file_uploader[0].set_value([(name, text, "text/plain")]).run()
+        next(b for b in at.button if b.label.startswith("Index ")).click().run()
+        assert not at.exception and any(name in t for t in _texts(at.success))
+
+    index("a.txt", b"Insiders may not sell shares until the lock-up period expires.")
+    runtime.set_value("openvino-int8").run()
+    assert not at.exception
+    assert "OpenVINO int8" in embedding_path()
+    index("b.txt", b"A data subject access request must be answered within one month.")
+    runtimes = at.dataframe[0].value.set_index("file")["embedded with"]
+    assert runtimes["b.txt"].startswith("openvino-int8") and not runtimes["a.txt"].startswith("openvino")
+    assert any("2 embedding runtimes" in c.value for c in at.caption)

