@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--workspace", help="reuse an index (default: a fresh temporary folder)")
     parser.add_argument("--no-ingest", action="store_true", help="only time queries on the --workspace index")
     parser.add_argument("--dtype", default="auto", help="bi-encoder dtype: auto (bf16 where native), float32")
+    parser.add_argument("--backend", default="auto", help="embedding runtime (core.config.EMBED_BACKENDS)")
     args = parser.parse_args()
 
     import torch
@@ -78,7 +79,7 @@ def main() -> None:
     from core.workspace import Workspace
 
     folder = Path(args.workspace or tempfile.mkdtemp(prefix="bench-"))
-    encoder = BiEncoder(dtype=args.dtype)
+    encoder = BiEncoder(dtype=args.dtype, backend=args.backend)
     workspace = Workspace(Settings(workspace=folder), encoder)
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
     print(f"embedding path: {encoder.path}")

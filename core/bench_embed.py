@@ -75,9 +75,9 @@ def bench_embed(
             "baseline_gflop_per_s": gflop / baseline_seconds,
             "engine_gflop_per_s": gflop / engine_seconds,
             "matmul_peak_gflop_per_s": {
-                name: matmul_peak_gflop_per_s(dtype)
-                for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
-                if dtype == torch.float32 or cpu_has_native_bf16()
+                name: matmul_peak_gflop_per_s(torch_dtype)
+                for name, torch_dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
+                if torch_dtype == torch.float32 or cpu_has_native_bf16()
             },
         },
     }

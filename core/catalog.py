@@ -25,7 +25,7 @@ class IndexedFile:
     def embedded_with(self) -> str:
         """The runtime and precision of its vectors: BiEncoder.cache_key's suffix, float32 where it has none."""
         cache_key = self.chunking.split("|", 1)[0]
-        return cache_key.partition("@")[2] or "float32"
+        return cache_key.rpartition("@")[2] if "@" in cache_key else "float32"
 
 
 class Catalog:

@@ -13,10 +13,10 @@ from pathlib import Path
 DEFAULT_BI_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_RERANKER = "zeroentropy/zerank-2-reranker"
 
-# all-MiniLM-L6-v2 reads at most 256 tokens; the chunker counts [CLS]/[SEP] too, so 256 fits exactly.
 # How the bi-encoder runs; core.embedding.auto_backend says what auto picks.
 EMBED_BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
 
+# all-MiniLM-L6-v2 reads at most 256 tokens; the chunker counts [CLS]/[SEP] too, so 256 fits exactly.
 DEFAULT_CHUNK_TOKENS = 256
 DEFAULT_CHUNK_OVERLAP = 32
 DEFAULT_MAX_FILE_MB = 50.0

@@ -26,13 +26,9 @@ SUPPORTED_POOLING = ("mean", "cls")
 INT8_GROUP_SIZE = 64
 
 
-def openvino_available(int8: bool = False) -> bool:
-    """Whether OpenVINO (and, for the int8 path, NNCF, which compresses the weights) can be imported."""
+def openvino_available() -> bool:
     try:
         import openvino  # noqa: F401
-
-        if int8:
-            import nncf  # noqa: F401
     except ImportError:
         return False
     return True

@@ -28,10 +28,9 @@ def test_encoder_flops_equal_torch_flop_counter(length):
 
 def test_a_short_run_reports_consistent_figures():
     report = bench_embed(SHARED_DATASETS / "medline", docs=12, backend="openvino")
-    assert report["docs"] == 12
-    assert report["speedup"] == pytest.approx(report["baseline"]["seconds"] / report["engine"]["seconds"])
+    assert report["docs"] == 12 and "OpenVINO" in report["engine"]["path"]
     assert report["mean_cosine_to_fp32"] >= 0.999 and report["min_cosine_to_fp32"] <= report["mean_cosine_to_fp32"]
     compute = report["compute"]
     assert 12 * 20 < compute["tokens"] <= 12 * 256  # abstracts, cut at the model's 256-token window
-    assert compute["engine_gflop_per_s"] == pytest.approx(compute["gflop"] / report["engine"]["seconds"])
-    assert compute["matmul_peak_gflop_per_s"]["float32"] > 0
+    # fp32 work cannot outrun the CPU's fp32 matmul peak by much (the peak is a best-of, the run is not).
+    assert 0 < compute["baseline_gflop_per_s"] < 1.5 * compute["matmul_peak_gflop_per_s"]["float32"]
