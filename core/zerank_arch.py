@@ -76,18 +76,12 @@ SIZES = {
     # zerank-2's shape scaled down for a CPU: the same head dimension (128), the same 4:1 query to key/value
     # head ratio, about the same MLP ratio (3.8), the real vocabulary; 8 layers of width 512.
     "small": {
+        **ZERANK_2,
         "hidden_size": 512,
         "intermediate_size": 1536,
         "num_hidden_layers": 8,
         "num_attention_heads": 4,
         "num_key_value_heads": 1,
-        "head_dim": 128,
-        "vocab_size": 151936,
-        "max_position_embeddings": 40960,
-        "rms_norm_eps": 1e-6,
-        "rope_theta": 1_000_000.0,
-        "tie_word_embeddings": True,
-        "initializer_range": 0.02,
     },
     "zerank-2": ZERANK_2,
 }
