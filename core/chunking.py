@@ -7,6 +7,7 @@ and returns character offsets, so every chunk can be traced back to its place in
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass
 
 from semantic_text_splitter import TextSplitter
@@ -69,7 +70,7 @@ class Chunker:
             for start, text in self._pieces(section.text):
                 chunks.append(
                     Chunk(
-                        chunk_id=_chunk_id(source, document.doc_id, section.page, len(chunks)),
+                        chunk_id=make_chunk_id(source, document.doc_id, section.page, start, text),
                         source=source,
                         doc_id=document.doc_id,
                         title=document.title,
@@ -96,10 +97,13 @@ class Chunker:
                 yield start + offset, piece[offset : offset + step]
 
 
-def _chunk_id(source: str, doc_id: str, page: int | None, number: int) -> str:
-    """Readable and stable: the same file chunked the same way gets the same ids; hashed when too long."""
-    where = source if doc_id == source else f"{source}#{doc_id}"
-    readable = f"{where}" + (f"@p{page}" if page is not None else "") + f":{number}"
-    if len(readable.encode()) <= MAX_ID_BYTES:
-        return readable
-    return f"{source[:100]}…{hashlib.sha256(readable.encode()).hexdigest()[:32]}:{number}"
+def make_chunk_id(source: str, doc_id: str, page: int | None, start: int, text: str) -> str:
+    """32 hex digits that name one chunk: its file, document, page, offset and text, hashed.
+
+    Hex cannot carry filter syntax, so a file or document name never reaches a store expression; the
+    JSON list keeps the fields apart, so ("c.jsonl", "x.txt") and ("c.jsonl#x.txt", ...) differ; and the
+    text is part of it, so a changed file's new chunks never overwrite its old rows before the catalog
+    says so (an interrupted write can always be rolled back).
+    """
+    key = json.dumps([source, doc_id, page, start, text])
+    return hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -12,9 +12,12 @@ before BM25 was added, report ``supports_bm25`` False and the caller falls back 
 
 from __future__ import annotations
 
+import copy
 import re
+import threading
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +25,10 @@ from typing import Protocol
 import numpy as np
 
 from core.chunking import MAX_CHUNK_BYTES, MAX_ID_BYTES, Chunk
+
+# File names, document ids and titles: a file name may be long (a path in a folder upload). Collections
+# made before this limit was raised hold 1,024 bytes; ``max_name_bytes`` reads the collection's own.
+MAX_NAME_BYTES = 4_096
 
 CHUNK_FIELDS = ("chunk_id", "source", "doc_id", "title", "page", "start", "end", "text")
 SPARSE_FIELD = "text_sparse"
@@ -33,6 +40,13 @@ MAX_SEARCH_LIMIT = 16_384  # Milvus's top-k ceiling
 # right after an ingest would miss them; Strong waits for the next time tick (~200 ms per search).
 CONSISTENCY = "Session"
 SMALL_SEGMENT_ROWS = 1024  # a server's default minSegmentNumRowsToEnableIndex
+# Chunk ids are the only values this store ever puts into a filter expression, and only ids made of these
+# characters are accepted: no quote, backslash, space or bracket, so an id cannot end a string literal.
+# (Expression templates would be the other way, but Milvus Lite 2.5.1 cannot parse "{param}" and Milvus
+# 2.3 servers predate them.) Milvus Lite also splices the primary key into an expression inside upsert,
+# where an id like "o'brien" fails the whole write.
+SAFE_ID = re.compile(r"[0-9A-Za-z_.:-]{1,128}")
+ID_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -43,10 +57,16 @@ class Hit:
 
 class VectorStore(Protocol):
     dim: int
+    writes: int  # upserts and deletes so far, so caches built on the contents can tell they are stale
+    max_name_bytes: int  # the longest file name or document id it can hold
 
     def upsert(self, chunks: list[Chunk], vectors: np.ndarray) -> None: ...
 
     def delete(self, chunk_ids: list[str]) -> None: ...
+
+    def present(self, chunk_ids: list[str]) -> set[str]: ...
+
+    def wait_until_indexed(self) -> None: ...
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]: ...
 
@@ -88,18 +108,38 @@ class MilvusVectorStore:
         self.dim = dim
         try:
             self._client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+            if self.is_lite:
+                with _LITE_LOCK:
+                    _LITE_CLIENTS[str(Path(uri).resolve())] += 1
         except Exception as exc:  # pymilvus raises several unrelated types for an unreachable server
             hint = " (Milvus Lite lets one process open a .db file: is the app or another CLI run using it?)"
             raise VectorStoreError(f"cannot open Milvus at {uri}: {exc}" + (hint if self.is_lite else "")) from exc
-        if self._client.has_collection(collection):
+        self._open_collection()
+
+    def sibling(self, collection: str) -> MilvusVectorStore:
+        """A store for another collection of the same Milvus, over this store's connection.
+
+        pymilvus shares one connection between clients of the same URI, so a second client would be
+        closed with the first; a sibling is closed only through its origin or itself, never both.
+        """
+        other = copy.copy(self)
+        other.collection = collection
+        other._open_collection()
+        return other
+
+    def _open_collection(self) -> None:
+        if self._client.has_collection(self.collection):
             self._check_dim()
         else:
             self._create()
         self.writes = 0  # upserts and deletes through this store, so caches built on its contents can tell
         # The sparse field counts only as the BM25 function's output: a 2.3 server keeps the field of a
         # failed BM25 create but drops the function (and Milvus Lite lists no functions at all).
-        fields = self._client.describe_collection(collection).get("fields", [])
+        fields = self._client.describe_collection(self.collection).get("fields", [])
         self.supports_bm25 = any(f.get("name") == SPARSE_FIELD and f.get("is_function_output") for f in fields)
+        lengths = {f.get("name"): int(f.get("params", {}).get("max_length", MAX_ID_BYTES)) for f in fields}
+        self.max_name_bytes = min(lengths.get("source", MAX_ID_BYTES), lengths.get("doc_id", MAX_ID_BYTES))
+        self._title_bytes = lengths.get("title", MAX_ID_BYTES)
 
     def _server_version(self) -> tuple[int, int] | None:
         """(major, minor) of a server; None for Milvus Lite (which has no such call) or an unreadable answer."""
@@ -132,9 +172,9 @@ class MilvusVectorStore:
         schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-        schema.add_field("source", DataType.VARCHAR, max_length=MAX_ID_BYTES)
-        schema.add_field("doc_id", DataType.VARCHAR, max_length=MAX_ID_BYTES)
-        schema.add_field("title", DataType.VARCHAR, max_length=MAX_ID_BYTES)
+        schema.add_field("source", DataType.VARCHAR, max_length=MAX_NAME_BYTES)
+        schema.add_field("doc_id", DataType.VARCHAR, max_length=MAX_NAME_BYTES)
+        schema.add_field("title", DataType.VARCHAR, max_length=MAX_NAME_BYTES)
         schema.add_field("page", DataType.INT64)
         schema.add_field("start", DataType.INT64)
         schema.add_field("end", DataType.INT64)
@@ -182,12 +222,13 @@ class MilvusVectorStore:
                     )
 
     def upsert(self, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        _check_ids([chunk.chunk_id for chunk in chunks])
         rows = []
         for chunk, vector in zip(chunks, vectors, strict=True):
             row = chunk.to_dict()
             row["page"] = chunk.page if chunk.page is not None else NO_PAGE
-            for name in ("title", "source", "doc_id"):
-                row[name] = _clip(row[name], MAX_ID_BYTES)
+            # A title is only shown, so a long one is clipped; a name the workspace let through always fits.
+            row["title"] = _clip(row["title"], self._title_bytes)
             row["vector"] = np.asarray(vector, dtype=np.float32).tolist()
             rows.append(row)
         for start in range(0, len(rows), 1000):
@@ -195,13 +236,24 @@ class MilvusVectorStore:
         self.writes += 1  # after the write: a cache built from half-written data must not look current
 
     def delete(self, chunk_ids: list[str]) -> None:
-        for start in range(0, len(chunk_ids), 1000):
-            self._client.delete(self.collection, ids=chunk_ids[start : start + 1000])
+        for start in range(0, len(chunk_ids), ID_BATCH):
+            self._client.delete(self.collection, filter=id_filter(chunk_ids[start : start + ID_BATCH]))
         if chunk_ids and not self.is_lite:
             # Milvus 2.3 answers a delete with no timestamp, so Session consistency cannot cover it: one
             # Strong read (~200 ms) waits until the server has applied it, and every later read sees it.
             self._client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong")
         self.writes += 1
+
+    def present(self, chunk_ids: list[str]) -> set[str]:
+        """Which of ``chunk_ids`` the collection really holds."""
+        found: set[str] = set()
+        for start in range(0, len(chunk_ids), ID_BATCH):
+            batch = chunk_ids[start : start + ID_BATCH]
+            rows = self._client.query(
+                self.collection, filter=id_filter(batch), output_fields=["chunk_id"], consistency_level=CONSISTENCY
+            )
+            found.update(row["chunk_id"] for row in rows)
+        return found
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         if k <= 0:
@@ -231,14 +283,37 @@ class MilvusVectorStore:
 
     def iter_chunks(self, batch_size: int = 1000):
         """Every stored chunk, in batches: what a lexical index outside Milvus is built from."""
+        for rows in self._iter_rows(list(CHUNK_FIELDS), batch_size):
+            yield [_chunk(row["chunk_id"], row) for row in rows]
+
+    def iter_vectors(self, batch_size: int = 1000):
+        """Every stored chunk with its vector, in batches of (chunks, vectors): what a rebuild copies."""
+        for rows in self._iter_rows([*CHUNK_FIELDS, "vector"], batch_size):
+            chunks = [_chunk(row["chunk_id"], row) for row in rows]
+            yield chunks, np.asarray([row["vector"] for row in rows], dtype=np.float32)
+
+    def iter_ids(self, batch_size: int = 5000):
+        for rows in self._iter_rows(["chunk_id"], batch_size):
+            yield [row["chunk_id"] for row in rows]
+
+    def _iter_rows(self, fields: list[str], batch_size: int):
         iterator = self._client.query_iterator(
-            self.collection, batch_size=batch_size, output_fields=list(CHUNK_FIELDS), consistency_level=CONSISTENCY
+            self.collection, batch_size=batch_size, output_fields=fields, consistency_level=CONSISTENCY
         )
         try:
             while rows := iterator.next():
-                yield [_chunk(row["chunk_id"], row) for row in rows]
+                yield rows
         finally:
             iterator.close()
+
+    def drop(self) -> None:
+        """Delete this whole collection (a half-made copy from an interrupted rebuild)."""
+        self._client.drop_collection(self.collection)
+
+    def drop_collection(self, name: str) -> None:
+        """Delete another collection of the same Milvus (the copy a rebuild replaced), if it is there."""
+        if name != self.collection and self._client.has_collection(name):
+            self._client.drop_collection(name)
 
     def count(self) -> int:
         rows = self._client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level=CONSISTENCY)
@@ -273,6 +348,39 @@ class MilvusVectorStore:
 
     def close(self) -> None:
         self._client.close()
+        if self.is_lite:
+            _release_lite(self.uri)
+
+
+# Milvus Lite runs one server process per .db file and pymilvus keeps it until the Python process ends,
+# holding the file's lock: another process (the CLI beside a closed workspace) could not open the file.
+# Stores count their clients per file and stop the server when the last one closes.
+_LITE_CLIENTS: Counter[str] = Counter()
+_LITE_LOCK = threading.Lock()
+
+
+def _release_lite(uri: str) -> None:
+    path = str(Path(uri).resolve())
+    with _LITE_LOCK:
+        _LITE_CLIENTS[path] -= 1
+        if _LITE_CLIENTS[path] > 0:
+            return
+        del _LITE_CLIENTS[path]
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(path)
+
+
+def _check_ids(chunk_ids: list[str]) -> None:
+    bad = next((i for i in chunk_ids if not SAFE_ID.fullmatch(i)), None)
+    if bad is not None:
+        raise VectorStoreError(f"refused chunk id {bad[:60]!r}: ids must be 1-128 of [0-9A-Za-z_.:-]")
+
+
+def id_filter(chunk_ids: list[str]) -> str:
+    """``chunk_id in [...]`` for ids that cannot carry syntax (checked here, refused otherwise)."""
+    _check_ids(chunk_ids)
+    return "chunk_id in [" + ",".join(f'"{i}"' for i in chunk_ids) + "]"
 
 
 def _chunk(chunk_id: str, entity: dict) -> Chunk:

@@ -21,7 +21,9 @@ from core.chunking import Chunk, Chunker
 from core.config import Settings
 from core.embedding import BiEncoder, Progress
 from core.embedding_cache import EmbeddingCache, embed_with_cache
+from core.index_repair import finish_pending_drop, has_unhashed_ids, rebuild_with_hashed_ids, repair
 from core.lexical import LexicalSearch
+from core.names import name_problem, quoted
 from core.parsing import IngestError, parse_file
 from core.vector_store import MilvusVectorStore, VectorStore, VectorStoreError
 
@@ -39,20 +41,25 @@ class FileReport:
     status: str  # "indexed", "unchanged" or "error"
     documents: int = 0
     chunks: int = 0
-    embedded: int = 0  # chunks run through the bi-encoder; the rest came from the embedding cache
+    embedded: int = 0  # chunks run through the bi-encoder
+    duplicates: int = 0  # chunks whose text came earlier in the same upload; the rest came from the cache
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
     def message(self) -> str:
+        """One line about the file; its name is quoted, so a name with a newline or quotes stays one item."""
+        name = quoted(self.source)
         if self.status == "error":
-            return f"{self.source}: {self.error}"
+            return f"{name}: {self.error}"
         if self.status == "unchanged":
-            return f"{self.source}: unchanged since it was indexed; nothing embedded"
-        cached = self.chunks - self.embedded
+            return f"{name}: unchanged since it was indexed; nothing embedded"
+        cached = self.chunks - self.embedded - self.duplicates
         return (
-            f"{self.source}: {self.documents} document(s), {self.chunks} chunk(s), {self.embedded} embedded, "
-            f"{cached} from cache" + (f"; {len(self.warnings)} warning(s)" if self.warnings else "")
+            f"{name}: {self.documents} document(s), {self.chunks} chunk(s), {self.embedded} embedded, "
+            f"{cached} from cache"
+            + (f", {self.duplicates} duplicate(s) of earlier chunks" if self.duplicates else "")
+            + (f"; {len(self.warnings)} warning(s)" if self.warnings else "")
         )
 
 
@@ -81,16 +88,26 @@ class Workspace:
         self.cache = EmbeddingCache(self.folder / "embeddings.sqlite")
         self._check_model()
         self._check_index()
-        self.store = store or MilvusVectorStore(
-            settings.resolved_milvus_uri,
-            dim=encoder.dim,
-            collection=settings.collection,
-            index_type=settings.index_type,
-            token=settings.milvus_token,
-        )
+        self.store = store or self._open_store()
+        # A write cut short (a crash, kill -9) leaves its ids in the catalog's journal: delete them now.
+        repair(self.catalog, self.store)
         self.lexical = LexicalSearch(self.store)
         self.chunker = Chunker(encoder.tokenizer, settings.chunk_tokens, settings.chunk_overlap)
         self._lock = threading.RLock()
+
+    def _open_store(self) -> MilvusVectorStore:
+        # After a rebuild the rows live in a collection of another name; the catalog records which.
+        store = MilvusVectorStore(
+            self.settings.resolved_milvus_uri,
+            dim=self.encoder.dim,
+            collection=self.catalog.get_meta("collection") or self.settings.collection,
+            index_type=self.settings.index_type,
+            token=self.settings.milvus_token,
+        )
+        finish_pending_drop(self.catalog, store)
+        if has_unhashed_ids(self.catalog):  # an index made before chunk ids were hashed
+            store = rebuild_with_hashed_ids(self.catalog, store, self.settings.collection)
+        return store
 
     def _check_index(self) -> None:
         """The catalog describes one index: opening it against another URI or collection would lie."""
@@ -169,18 +186,28 @@ class Workspace:
         reports: list[FileReport] = []
         pending: list[tuple[FileReport, list[Chunk], str, int]] = []
         names = Counter(item.name for item in inputs)
+        repair(self.catalog, self.store)
+        max_name_bytes = self.store.max_name_bytes
         for item in inputs:
             report = FileReport(item.name, "indexed")
             reports.append(report)
-            if names[item.name] > 1:
-                report.status, report.error = "error", "another file in this upload has the same name; rename one"
+            problem = name_problem(item.name, max_name_bytes)
+            if problem is None and names[item.name] > 1:
+                problem = "another file in this upload has the same name; rename one"
+            if problem:
+                report.status, report.error = "error", problem
                 continue
             csv_column = item.csv_text_column if item.name.lower().endswith(".csv") else None
             content_hash = hashlib.sha256(item.data + f"\x00{chunking}\x00{csv_column}".encode()).hexdigest()
             previous = self.catalog.get(item.name)
             if previous and previous.content_hash == content_hash:
-                report.status, report.documents, report.chunks = "unchanged", previous.documents, previous.chunks
-                continue
+                missing = self._missing_rows(item.name)
+                if not missing:
+                    report.status, report.documents, report.chunks = "unchanged", previous.documents, previous.chunks
+                    continue
+                report.warnings.append(
+                    f"{missing} of its {previous.chunks} chunk(s) were missing from the index; restored"
+                )
             try:
                 parsed = parse_file(
                     item.name, item.data, max_bytes=self.settings.max_file_bytes, csv_text_column=csv_column
@@ -192,10 +219,16 @@ class Workspace:
             except Exception as exc:  # a parser library's own bug must cost only this file
                 report.status, report.error = "error", f"could not be parsed ({type(exc).__name__}: {exc})"
                 continue
-            report.documents, report.chunks, report.warnings = len(parsed.documents), len(chunks), parsed.warnings
+            report.documents, report.chunks = len(parsed.documents), len(chunks)
+            report.warnings += parsed.warnings
             pending.append((report, chunks, content_hash, len(item.data)))
 
         all_chunks = [chunk for _, chunks, _, _ in pending for chunk in chunks]
+        seen: set[str] = set()
+        repeats = np.zeros(len(all_chunks), dtype=bool)  # a text that came earlier in this upload
+        for i, chunk in enumerate(all_chunks):
+            repeats[i] = chunk.text in seen
+            seen.add(chunk.text)
         embed_started = time.perf_counter()
         try:
             vectors, fresh = embed_with_cache(self.encoder, self.cache, [c.text for c in all_chunks], progress)
@@ -209,6 +242,7 @@ class Workspace:
         for report, chunks, content_hash, size in pending:
             file_vectors = vectors[offset : offset + len(chunks)]
             report.embedded = int(fresh[offset : offset + len(chunks)].sum())
+            report.duplicates = int(repeats[offset : offset + len(chunks)].sum())
             offset += len(chunks)
             try:
                 self._replace(report, chunks, file_vectors, content_hash, size, chunking)
@@ -218,7 +252,7 @@ class Workspace:
                     f"could not be written to the index ({type(exc).__name__}: {exc})",
                 )
         written = [report for report, *_ in pending if report.status == "indexed"]
-        if written and hasattr(self.store, "wait_until_indexed"):
+        if written:
             # A server builds its index after the writes; searching before that scans a temporary one.
             try:
                 self.store.wait_until_indexed()
@@ -227,22 +261,33 @@ class Workspace:
                     report.warnings.append(f"searchable, but its index may still be building: {exc}")
         return IngestSummary(reports, time.perf_counter() - started, int(fresh.sum()), embed_seconds)
 
+    def _missing_rows(self, source: str) -> int:
+        """How many of a file's chunks the store does not hold (the catalog alone is not proof)."""
+        ids = self.catalog.chunk_ids(source)
+        return len(ids) - len(self.store.present(ids))
+
     def _replace(
         self, report: FileReport, chunks: list[Chunk], vectors: np.ndarray, content_hash: str, size: int, chunking: str
     ) -> None:
-        # Upsert first, then drop chunk ids the new version no longer has: the file is never half-missing.
-        old_ids = set(self.catalog.chunk_ids(report.source))
+        """Write a file's chunks, then make the catalog say so; the old version's rows go last.
+
+        Ids hash the chunk's text, so new rows never overwrite old ones: until the catalog records the
+        new version, the old one is whole. The journal (``Catalog.mark_unowned``) lists the new ids
+        first, so a crash before the catalog write is rolled back by ``repair`` on the next open.
+        """
+        new_ids = [c.chunk_id for c in chunks]
+        added = sorted(set(new_ids) - set(self.catalog.chunk_ids(report.source)))
+        self.catalog.mark_unowned(added)
         try:
             self.store.upsert(chunks, vectors)
         except Exception:
             # Batches written before the failure would be orphans the catalog cannot list or delete.
-            orphans = sorted({c.chunk_id for c in chunks} - old_ids)
-            if orphans:
-                self.store.delete(orphans)
+            try:
+                self.store.delete(added)
+                self.catalog.clear_unowned(added)
+            except Exception:  # noqa: BLE001 (the store is down: the journal keeps them for repair)
+                pass
             raise
-        stale = sorted(old_ids - {c.chunk_id for c in chunks})
-        if stale:
-            self.store.delete(stale)
         entry = IndexedFile(
             source=report.source,
             content_hash=content_hash,
@@ -252,12 +297,22 @@ class Workspace:
             indexed_at=utc_now(),
             chunking=chunking,
         )
-        self.catalog.record(entry, [c.chunk_id for c in chunks])
+        released = self.catalog.record(entry, new_ids)
+        if released:
+            try:
+                self.store.delete(released)
+            except Exception as exc:  # noqa: BLE001 (the new version is in; the journal retries the rest)
+                report.warnings.append(f"the old version's chunks will be removed on the next write ({exc})")
+            else:
+                self.catalog.clear_unowned(released)
 
     def delete(self, source: str) -> int:
         """Remove a file's chunks from the index; returns how many chunks went."""
         with self._lock:
+            repair(self.catalog, self.store)
             ids = self.catalog.chunk_ids(source)
+            self.catalog.mark_unowned(ids)  # a crash from here on finishes the deletion on the next open
+            # If the store fails midway, the journal finishes the deletion on the next open or write.
             self.store.delete(ids)
             self.catalog.forget(source)
             return len(ids)

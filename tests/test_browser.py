@@ -90,8 +90,8 @@ def test_upload_query_and_both_columns_in_chromium(server):
             ]
         )
         page.get_by_role("button", name="Index 2 file(s)").click()
-        expect(page.get_by_text("ipo-lockup.md: 1 document(s)")).to_be_visible()
-        expect(page.get_by_text("mutex.txt: 1 document(s)")).to_be_visible()
+        expect(page.get_by_text('"ipo-lockup.md": 1 document(s)')).to_be_visible()
+        expect(page.get_by_text('"mutex.txt": 1 document(s)')).to_be_visible()
 
         page.goto(f"{server}/search?q=When+can+insiders+sell+after+an+IPO")
         expect(page.get_by_role("heading", name="Dense (bi-encoder)")).to_be_visible()

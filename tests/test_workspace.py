@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from core.workspace import FileInput, Workspace
 
 GOOD_TEXT = "Force majeure clauses excuse performance when events beyond a party's control occur.\n"
@@ -147,3 +149,106 @@ def test_catalog_refuses_another_index(settings, encoder):
     ws.close()
     with pytest.raises(VectorStoreError, match="another workspace"):
         Workspace(settings.with_(collection="other"), encoder)
+
+
+# --- hostile names: a name is data, never syntax -------------------------------------------------------
+
+HOSTILE_NAMES = [
+    "z') OR 1=1 --.txt",
+    "o'brien.txt",
+    'say "hi".txt',
+    "back\\slash.txt",
+    "chapter #2.txt",
+    "  spaced  name .txt",
+    "emoji 🦩😀.txt",
+    "new\nline.txt",
+    "<b>bold</b> ![i](http://127.0.0.1:9/x.png).md",
+    "tab\tand\rreturn.txt",
+    "名" * 400 + ".txt",  # 1,204 bytes in UTF-8
+]
+
+
+def _catalog_equals_store(ws) -> None:
+    stored = {cid for batch in ws.store.iter_ids() for cid in batch}
+    assert stored == ws.catalog.all_chunk_ids()
+    assert ws.catalog.unowned() == []
+
+
+def test_a_file_name_cannot_wipe_the_index(settings, encoder):
+    ws = Workspace(settings, encoder)
+    ws.ingest([FileInput("heron.txt", b"The grey heron wades in shallow water to catch fish.")])
+    hostile = "z') OR 1=1 --.txt"
+    report = ws.ingest([FileInput(hostile, b"Milvus filter expressions must never carry file names.")]).reports[0]
+    assert report.status == "indexed", report.error
+    ws.close()
+
+    ws = Workspace(settings, encoder)  # a restart
+    assert ws.store.count() == 2
+    assert ws.store.search(encoder.encode_query("heron catching fish"), 1)[0].chunk.source == "heron.txt"
+    assert ws.delete(hostile) == 1
+    assert ws.store.count() == 1 and [f.source for f in ws.files()] == ["heron.txt"]
+    again = ws.ingest([FileInput("heron.txt", b"The grey heron wades in shallow water to catch fish.")]).reports[0]
+    assert again.status == "unchanged"
+    _catalog_equals_store(ws)
+    ws.close()
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=lambda n: repr(n)[:30])
+def test_any_unicode_name_indexes_searches_lists_and_deletes(workspace, encoder, name):
+    workspace.ingest([FileInput("bystander.txt", b"Bond duration measures interest rate sensitivity.")])
+    text = "Flamingos filter-feed on brine shrimp in salt lakes."
+    report = workspace.ingest([FileInput(name, text.encode())]).reports[0]
+    assert report.status == "indexed", report.error
+    assert name in {f.source for f in workspace.files()}
+    top = workspace.store.search(encoder.encode_query("what do flamingos eat"), 1)[0].chunk
+    assert (top.source, top.text) == (name, text)
+    assert workspace.ingest([FileInput(name, text.encode())]).reports[0].status == "unchanged"
+    assert workspace.delete(name) == 1
+    assert [f.source for f in workspace.files()] == ["bystander.txt"] and workspace.store.count() == 1
+    _catalog_equals_store(workspace)
+
+
+def test_an_apostrophe_in_a_document_id_fails_no_row(workspace):
+    rows = b'{"_id": "O\'Neil", "text": "Irish surnames."}\n{"_id": "plain", "text": "Plain text."}\n'
+    report = workspace.ingest([FileInput("people.jsonl", rows)]).reports[0]
+    assert report.status == "indexed" and report.documents == report.chunks == 2
+    assert workspace.store.count() == 2
+
+
+def test_chunk_ids_are_unique_by_construction(workspace):
+    jsonl = b'{"_id": "x.txt", "text": "Same words in two files."}\n'
+    reports = workspace.ingest(
+        [FileInput("c.jsonl", jsonl), FileInput("c.jsonl#x.txt", b"Same words in two files.")]
+    ).reports
+    assert [r.status for r in reports] == ["indexed", "indexed"]
+    assert workspace.store.count() == 2 == sum(f.chunks for f in workspace.files())
+    assert "1 duplicate(s)" in reports[1].message and "0 from cache" in reports[1].message
+    _catalog_equals_store(workspace)
+
+
+@pytest.mark.parametrize(
+    ("name", "cause"),
+    [("nul\x00.txt", "NUL"), ("x" * 5000 + ".txt", "bytes long"), ("surrogate\udc80.txt", "not valid Unicode")],
+)
+def test_a_name_the_index_cannot_hold_is_refused_clearly(workspace, name, cause):
+    reports = workspace.ingest([FileInput(name, b"some text"), FileInput("fine.txt", b"other text")]).reports
+    assert reports[0].status == "error" and cause in reports[0].error
+    assert reports[1].status == "indexed" and workspace.store.count() == 1
+
+
+def test_unchanged_is_checked_against_the_rows_the_store_holds(workspace):
+    text = "\n\n".join(f"Paragraph {i} on sovereign debt restructuring and collective action." * 6 for i in range(6))
+    first = workspace.ingest([FileInput("debt.md", text.encode())]).reports[0]
+    ids = workspace.catalog.chunk_ids("debt.md")
+    workspace.store.delete(ids[:2])  # rows lost behind the catalog's back
+    again = workspace.ingest([FileInput("debt.md", text.encode())]).reports[0]
+    assert again.status == "indexed" and any("2 of its" in w and "restored" in w for w in again.warnings)
+    assert again.embedded == 0  # the vectors come from the cache
+    assert workspace.store.present(ids) == set(ids) and again.chunks == first.chunks
+    _catalog_equals_store(workspace)
+
+
+def test_text_output_quotes_names():
+    from core.workspace import FileReport
+
+    assert FileReport("a\nb.txt", "error", error="bad").message == '"a\\nb.txt": bad'
