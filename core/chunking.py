@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from dataclasses import asdict, dataclass
 
 from semantic_text_splitter import TextSplitter
 from tokenizers import Tokenizer
 
 from core.parsing import ParsedDocument, ParsedFile
+
+# The splitter sees at most this many chunks' worth of tokens at once (see Chunker._blocks), found in
+# a window of this many characters per token (prose runs at about 4.5).
+BLOCK_CHUNKS = 8
+BLOCK_CHARS_PER_TOKEN = 4
+SENTENCE_END = re.compile(r"[.!?]\s|[。！？]")
+JOINERS = frozenset("\u200d\ufe0e\ufe0f")  # zero-width joiner, variation selectors: part of the grapheme before
 
 # What the vector store keeps per field (Milvus VARCHAR limits, in bytes).
 MAX_CHUNK_BYTES = 65_535
@@ -57,6 +66,7 @@ class Chunker:
         self._splitter = TextSplitter.from_huggingface_tokenizer(
             self.tokenizer, capacity=capacity, overlap=min(overlap, capacity - 1)
         )
+        self._block_tokens = BLOCK_CHUNKS * capacity
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text).ids)
@@ -83,18 +93,67 @@ class Chunker:
         return chunks
 
     def _pieces(self, text: str):
-        """The splitter's chunks, each cut further if it is longer than the index stores.
+        """The splitter's chunks, block by block, each cut further if it is longer than the index stores.
 
         A token can stand for any number of characters (a 200 kB run with no spaces is one [UNK]), so
         the token budget alone does not bound a chunk's size in bytes.
         """
-        for start, piece in self._splitter.chunk_indices(text):
-            if len(piece.encode()) <= MAX_CHUNK_BYTES:
-                yield start, piece
-                continue
-            step = MAX_CHUNK_BYTES // 4  # characters: at most 4 bytes each in UTF-8
-            for offset in range(0, len(piece), step):
-                yield start + offset, piece[offset : offset + step]
+        for block_start, block_end in self._blocks(text):
+            for start, piece in self._splitter.chunk_indices(text[block_start:block_end]):
+                start += block_start
+                if len(piece.encode()) <= MAX_CHUNK_BYTES:
+                    yield start, piece
+                    continue
+                step = MAX_CHUNK_BYTES // 4  # characters: at most 4 bytes each in UTF-8
+                for offset in range(0, len(piece), step):
+                    yield start + offset, piece[offset : offset + step]
+
+    def _blocks(self, text: str):
+        """(start, end) of blocks of at most BLOCK_CHUNKS chunks' worth of tokens, cut at the best boundary.
+
+        The splitter's time per chunk grows with the length of the stretch it has no boundary in (text
+        with no sentence end, or no space at all, made it quadratic: 8 MB took minutes). Blocks bound
+        that stretch, so chunking is linear in the text's length. A block ends at a paragraph break if
+        it can, else a line break, a sentence end, a space, and only then mid-word; chunks never span
+        two blocks, so on prose the chunks are the splitter's own but for one shorter chunk per block.
+        """
+        position = 0
+        while position < len(text):
+            window_end = min(len(text), position + self._block_tokens * BLOCK_CHARS_PER_TOKEN)
+            offsets = self.tokenizer.encode(text[position:window_end], add_special_tokens=False).offsets
+            if len(offsets) > self._block_tokens:
+                limit = position + offsets[self._block_tokens - 1][1]
+            elif window_end == len(text):
+                yield position, len(text)
+                return
+            else:
+                limit = window_end
+            cut = _best_cut(text, position + (limit - position) // 2, limit)
+            yield position, cut
+            position = cut
+
+
+def _best_cut(text: str, low: int, high: int) -> int:
+    """Where to end a block within ``text[low:high]``: after the last paragraph break, line break,
+    sentence end or space there, else at ``high`` (moved back off a combining mark or joiner)."""
+    for separator in ("\n\n", "\n"):
+        found = text.rfind(separator, low, high)
+        if found >= 0:
+            return found + len(separator)
+    last = None
+    for last in SENTENCE_END.finditer(text, low, high):
+        pass
+    if last is not None:
+        return last.end()
+    found = max(text.rfind(" ", low, high), text.rfind("\t", low, high))
+    if found >= 0:
+        return found + 1
+    cut = high
+    while low + 1 < cut < len(text) and (
+        unicodedata.combining(text[cut]) or text[cut] in JOINERS or text[cut - 1] in JOINERS
+    ):
+        cut -= 1
+    return cut
 
 
 def make_chunk_id(source: str, doc_id: str, page: int | None, start: int, text: str) -> str:

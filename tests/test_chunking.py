@@ -420,3 +420,52 @@ def test_very_long_names_get_short_ids(encoder):
     name = "deep/" * 300 + "file.txt"
     chunks = Chunker(encoder.tokenizer, 256, 32).chunk_document(name, ParsedDocument(name, "", [Section("Some text.")]))
     assert len(chunks[0].chunk_id) == 32 <= MAX_ID_BYTES
+
+
+# --- bounded work: the splitter never sees an unbounded stretch ---------------------------------------
+
+
+def _cjk(characters: int) -> str:
+    rng = random.Random(5)
+    return "".join(chr(0x4E00 + rng.randrange(2000)) for _ in range(characters))
+
+
+@pytest.mark.parametrize("kind", ["one long line", "no spaces (CJK)", "punctuation", "paragraphs", "emoji joiners"])
+def test_blocks_cover_the_text_and_hold_a_bounded_number_of_tokens(encoder, text_document, kind):
+    text = {
+        "one long line": word_stream(3, 40_000),
+        "no spaces (CJK)": _cjk(30_000),
+        "punctuation": "a,b;c-d " * 8_000,
+        "paragraphs": text_document.sections[0].text * 4,
+        "emoji joiners": "👩\u200d👩\u200d👧\u200d👦e\u0301" * 6_000,
+    }[kind]
+    chunker = Chunker(encoder.tokenizer, 256, 32)
+    blocks = list(chunker._blocks(text))
+    assert blocks[0][0] == 0 and blocks[-1][1] == len(text)
+    assert all(end == next_start for (_, end), (next_start, _) in itertools.pairwise(blocks))
+    assert all(len(chunker.tokenizer.encode(text[a:b], add_special_tokens=False).ids) <= chunker._block_tokens
+               for a, b in blocks)  # fmt: skip
+    assert len(blocks) > 1
+    if kind == "paragraphs":  # a block ends where a paragraph does
+        assert all(text[b - 2 : b] == "\n\n" for _, b in blocks[:-1])
+    if kind == "emoji joiners":  # a hard cut never splits a joined emoji or an accent from its letter
+        assert all(text[b] not in "\u200d\u0301" and text[b - 1] != "\u200d" for _, b in blocks[:-1])
+
+
+def test_chunks_of_pathological_text_keep_every_invariant(encoder):
+    chunker = Chunker(encoder.tokenizer, 64, 16)
+    for text in (_cjk(6_000), "a,b;c-d " * 1_500, word_stream(8, 5_000)):
+        document = ParsedDocument("p.txt", "p.txt", [Section(text)])
+        assert_chunk_invariants(chunker, encoder, document, chunk_sections(chunker, document, "p.txt"), "p.txt")
+
+
+def test_blocks_cost_prose_at_most_one_short_chunk_per_block(encoder, text_document, monkeypatch):
+    import core.chunking
+
+    text = text_document.sections[0].text * 3
+    chunker = Chunker(encoder.tokenizer, 128, 16)
+    blocked = list(chunker._pieces(text))
+    blocks = len(list(chunker._blocks(text)))
+    monkeypatch.setattr(core.chunking, "BLOCK_CHUNKS", 10_000)  # one block: the splitter alone
+    whole = list(Chunker(encoder.tokenizer, 128, 16)._pieces(text))
+    assert len(whole) <= len(blocked) <= len(whole) + blocks
