@@ -21,6 +21,9 @@ SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".docx", ".html", ".ht
 LIKELY_TEXT_COLUMNS = ("text", "content", "body", "passage", "document", "abstract", "description")
 LIKELY_ID_COLUMNS = ("_id", "id", "doc_id", "docid")
 MAX_DOC_ID_BYTES = 512
+# A .docx is a zip: its members are checked before anything is decompressed. A real one holds a few
+# dozen parts; a zip bomb may hold millions, or declare gigabytes.
+MAX_ZIP_MEMBERS = 10_000
 
 
 class IngestError(Exception):
@@ -76,8 +79,9 @@ def parse_file(
         raise IngestError(source, "file is empty")
 
     if suffix == ".pdf":
-        parsed = _parse_pdf(source, data)
+        parsed = _parse_pdf(source, data, max_bytes)
     elif suffix == ".docx":
+        _check_zip(source, data, max_bytes)
         parsed = _single(source, _parse_docx(source, data))
     elif suffix in (".html", ".htm"):
         parsed = _single(source, _parse_html(data))
@@ -92,7 +96,40 @@ def parse_file(
 
     if not parsed.documents:
         raise IngestError(source, "no text found" + (f" ({'; '.join(parsed.warnings[:3])})" if parsed.warnings else ""))
+    if max_bytes is not None:
+        _check_text_size(source, sum(len(s.text.encode()) for d in parsed.documents for s in d.sections), max_bytes)
     return parsed
+
+
+def _check_text_size(source: str, size: int, max_bytes: int) -> None:
+    """The text a file yields is capped like the file itself: a small PDF or .docx can expand a thousandfold."""
+    if size > max_bytes:
+        raise IngestError(
+            source,
+            f"its text is over {_size(max_bytes)} once extracted, the limit per file (RERANK_MAX_FILE_MB); "
+            "split the file",
+        )
+
+
+def _check_zip(source: str, data: bytes, max_bytes: int | None) -> None:
+    """Refuse a zip (a .docx) whose members would expand past the limit, before any is decompressed.
+
+    The sizes are those the zip declares; Python's zipfile never yields more than a member declares, so
+    a member that lies fails its own read instead of filling memory.
+    """
+    try:
+        members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise IngestError(source, f"not a readable .docx ({type(exc).__name__}: {exc})") from None
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise IngestError(source, f"the .docx holds {len(members):,} parts; a real one has a few dozen")
+    expanded = sum(member.file_size for member in members)
+    if max_bytes is not None and expanded > max_bytes:
+        raise IngestError(
+            source,
+            f"the .docx expands to {_size(expanded)}, over the {_size(max_bytes)} limit per file "
+            "(RERANK_MAX_FILE_MB); a zip bomb, or a document to split",
+        )
 
 
 def csv_columns(source: str, data: bytes) -> list[str]:
@@ -127,15 +164,22 @@ def _single(source: str, text: str) -> ParsedFile:
     return ParsedFile(source, [ParsedDocument(doc_id=source, title=PurePath(source).name, sections=[Section(text)])])
 
 
-def _parse_pdf(source: str, data: bytes) -> ParsedFile:
+def _parse_pdf(source: str, data: bytes, max_bytes: int | None = None) -> ParsedFile:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise IngestError(source, "PDF is encrypted; remove the password and upload it again")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        # Many PDFs are "encrypted" with an empty user password only to restrict printing or copying:
+        # any reader opens them, and so do we.
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise IngestError(source, "PDF is protected by a password; remove it and upload the file again")
+        pages, extracted = [], 0
+        for page in reader.pages:
+            pages.append(page.extract_text() or "")
+            extracted += len(pages[-1].encode())
+            if max_bytes is not None:  # stop at the limit rather than extract every page of a huge file
+                _check_text_size(source, extracted, max_bytes)
     except IngestError:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
@@ -230,6 +274,9 @@ def _parse_jsonl(source: str, text: str) -> ParsedFile:
         except json.JSONDecodeError as exc:
             warnings.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno}), skipped")
             continue
+        except RecursionError:
+            warnings.append(f"line {number}: nested too deeply to read, skipped")
+            continue
         document = _beir_row(row, f"line {number}", warnings)
         if document:
             documents.append(document)
@@ -241,6 +288,8 @@ def _parse_json(source: str, text: str) -> ParsedFile:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise IngestError(source, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise IngestError(source, "JSON nested too deeply to read") from None
     rows = payload if isinstance(payload, list) else [payload]
     documents, warnings = [], []
     for number, row in enumerate(rows, start=1):

@@ -516,3 +516,98 @@ def test_unsupported_extension(name):
 
 def test_extension_match_is_case_insensitive():
     assert only_text(parse_file("UPPER.TXT", b"shouting")) == "shouting"
+
+
+# --- bombs, caps and protected files --------------------------------------------------------------------
+
+
+def _docx_with_document(document_xml: bytes) -> bytes:
+    """A real .docx whose word/document.xml is replaced, deflated as Word would."""
+    with zipfile.ZipFile(io.BytesIO(make_docx(["placeholder"]))) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    parts["word/document.xml"] = document_xml
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, content in parts.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _document_xml(paragraph_text: str, paragraphs: int, padding: int = 0) -> bytes:
+    namespace = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    body = f"<w:p><w:r><w:t>{paragraph_text}</w:t></w:r></w:p>".encode() * paragraphs
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="{namespace}"><w:body>'.encode()
+        + body
+        + b" " * padding
+        + b"</w:body></w:document>"
+    )
+
+
+def test_a_docx_zip_bomb_is_refused_before_it_is_decompressed():
+    import tracemalloc
+
+    bomb = _docx_with_document(_document_xml("x", 1, padding=300 * 2**20))  # 300 MiB of spaces
+    assert len(bomb) < 2**20
+    tracemalloc.start()
+    error = expect_error("bomb.docx", bomb, max_bytes=50 * 2**20)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "expands to 300.8 MiB" in error.cause and "50.0 MiB limit" in error.cause
+    assert peak < 10 * 2**20  # nothing was inflated
+
+
+def test_a_small_docx_that_expands_past_the_limit_is_refused():
+    data = _docx_with_document(_document_xml("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 20, 4000))
+    assert len(data) < 200_000
+    error = expect_error("expanding.docx", data, max_bytes=2 * 2**20)
+    assert "expands to" in error.cause
+    assert parse_file("expanding.docx", data, max_bytes=10 * 2**20).documents  # under a higher limit it reads
+
+
+def test_a_docx_with_too_many_parts_is_refused():
+    error = expect_error("parts.docx", make_zip({f"part{i}.xml": "" for i in range(10_001)}))
+    assert "10,001 parts" in error.cause
+
+
+def test_the_text_a_pdf_yields_is_capped_like_a_file():
+    lines = ["The same compressible line of text, again and again."] * 40
+    data = make_pdf([lines] * 12)
+    text_bytes = sum(len(s.text.encode()) for s in parse_file("long.pdf", data).documents[0].sections)
+    limit = (len(data) + text_bytes) // 2
+    assert len(data) < limit < text_bytes
+    error = expect_error("long.pdf", data, max_bytes=limit)
+    assert "once extracted" in error.cause and "split the file" in error.cause
+
+
+def _encrypted_pdf(user_password: str, algorithm: str) -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf([["Quarterly report: revenue grew."]]))))
+    writer.encrypt(user_password=user_password, owner_password="owner-secret", algorithm=algorithm)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-128", "AES-256"])
+def test_a_pdf_encrypted_with_an_empty_user_password_is_read(algorithm):
+    parsed = parse_file("protected.pdf", _encrypted_pdf("", algorithm))
+    assert "revenue grew" in parsed.documents[0].sections[0].text
+
+
+def test_a_pdf_that_needs_a_password_is_a_clear_error():
+    error = expect_error("locked.pdf", _encrypted_pdf("s3cret", "AES-256"))
+    assert "password" in error.cause
+
+
+def test_a_deeply_nested_jsonl_line_fails_alone():
+    data = jsonl({"_id": "a", "text": "First row."}, "[" * 100_000 + "]" * 100_000, {"_id": "b", "text": "Last row."})
+    parsed = parse_file("deep.jsonl", data)
+    assert [d.doc_id for d in parsed.documents] == ["a", "b"]
+    assert any("line 2" in w and "nested too deeply" in w for w in parsed.warnings)
+
+
+def test_a_deeply_nested_json_file_is_a_clear_error():
+    error = expect_error("deep.json", ("[" * 100_000 + "]" * 100_000).encode())
+    assert "nested too deeply" in error.cause
