@@ -1,6 +1,13 @@
-"""Plotly figures for the search page: rank movement and per-stage latency."""
+"""Plotly figures for the search page: rank movement and per-stage latency.
+
+Plotly renders labels, tick texts and hover texts as a subset of HTML (<b>, <a href>, <br>) and fills
+``%{...}`` in a hover template: user text (queries, file names, query ids) therefore goes in escaped
+with ``plain`` and only ever as data (``customdata``, category labels), never into a template.
+"""
 
 from __future__ import annotations
+
+import html
 
 import plotly.graph_objects as go
 
@@ -17,6 +24,15 @@ STAGE_LABELS = {
 UP, DOWN, SAME = "#2e7d32", "#c62828", "#9e9e9e"
 
 
+def plain(text: object) -> str:
+    """``text`` for a plotly label: its markup shown as characters (plotly decodes the entities)."""
+    return html.escape(str(text))
+
+
+def _where(chunk) -> str:
+    return plain(chunk.source if chunk.doc_id == chunk.source else f"{chunk.source} › {chunk.doc_id}")
+
+
 def rank_movement_figure(result: SearchResult, top: int = 10) -> go.Figure:
     """One line per reranked candidate from its first-stage rank (left) to its reranked rank (right)."""
     figure = go.Figure()
@@ -31,9 +47,10 @@ def rank_movement_figure(result: SearchResult, top: int = 10) -> go.Figure:
                 mode="lines+markers",
                 line={"color": colour, "width": 2.5 if emphasis else 1},
                 opacity=1.0 if emphasis else 0.35,
-                name=item.chunk.chunk_id,
+                name=_where(item.chunk),
+                customdata=[_where(item.chunk)] * 2,
                 hovertemplate=(
-                    f"{item.chunk.chunk_id}<br>first stage #{item.first_stage_rank} → reranked #{item.rank} "
+                    f"%{{customdata}}<br>first stage #{item.first_stage_rank} → reranked #{item.rank} "
                     f"({label})<br>p={item.probability:.3f}<extra></extra>"
                 ),
                 showlegend=False,
@@ -49,7 +66,7 @@ def rank_movement_figure(result: SearchResult, top: int = 10) -> go.Figure:
 
 def latency_figure(history: list[dict]) -> go.Figure:
     """Stacked per-stage milliseconds for each query of the session, oldest first."""
-    labels = [f"{i + 1}. {h['query'][:24]}" for i, h in enumerate(history)]
+    labels = [plain(f"{i + 1}. {h['query'][:24]}") for i, h in enumerate(history)]
     figure = go.Figure()
     for stage in STAGES:
         figure.add_trace(go.Bar(name=STAGE_LABELS[stage], x=labels, y=[h.get(stage, 0.0) for h in history]))
@@ -66,10 +83,10 @@ def per_query_lift_figure(evaluation, metric: str = "ndcg@10") -> go.Figure:
     rows = sorted(((after[q][metric] - before[q][metric], q) for q in after), key=lambda r: r[0])
     figure = go.Figure(
         go.Bar(
-            x=[q for _, q in rows],
+            x=[plain(q) for _, q in rows],
             y=[d for d, _ in rows],
             marker_color=[UP if d > 0 else DOWN if d < 0 else SAME for d, _ in rows],
-            customdata=[texts.get(q, "")[:80] for _, q in rows],
+            customdata=[plain(texts.get(q, "")[:80]) for _, q in rows],
             hovertemplate="%{x}: %{customdata}<br>lift %{y:+.3f}<extra></extra>",
         )
     )

@@ -41,16 +41,16 @@ def mark(text: str, query: str) -> str:
     """``text`` HTML-escaped with every query term wrapped in <mark>."""
     pattern = _pattern(query_terms(query))
     if pattern is None:
-        return _escape(text)
+        return escape_html(text)
     out, last = [], 0
     for match in pattern.finditer(text):
-        out.append(_escape(text[last : match.start()]))
-        out.append(f"<mark>{_escape(match.group(0))}</mark>")
+        out.append(escape_html(text[last : match.start()]))
+        out.append(f"<mark>{escape_html(match.group(0))}</mark>")
         last = match.end()
-    out.append(_escape(text[last:]))
+    out.append(escape_html(text[last:]))
     return "".join(out)
 
 
-def _escape(text: str) -> str:
+def escape_html(text: str) -> str:
     # "$" too: markdown renderers with a math extension (Streamlit's) would typeset "$5 and $7" as maths.
     return html.escape(text).replace("$", "&#36;")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +38,9 @@ def _load_demo() -> None:
 
 
 def _texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
+    """What each element shows: its Markdown rendered (by markdown-it-py), tags dropped, entities decoded."""
+    rendered = (MarkdownIt("commonmark").render(str(e.value)) for e in elements)
+    return [html.unescape(re.sub(r"<[^>]+>", "", text)).strip() for text in rendered]
 
 
 def test_home_loads_demo_corpus(app_env):
@@ -97,7 +102,7 @@ def test_search_page_shows_both_columns(app_env):
     markdown = " ".join(_texts(at.markdown))
     assert "cosine" in markdown and "P(relevant)" in markdown and "logit" in markdown
     assert "finance/ipo-lock-up-period.md" in markdown
-    assert "<mark>" in markdown
+    assert any("<mark>" in str(m.value) for m in at.markdown)  # query terms highlighted
     assert not at.warning
     assert {m.label for m in at.metric} >= {"Query embedding", "Vector search", "Reranking", "Total"}
     assert at.query_params["q"] == [QUERY] or at.query_params["q"] == QUERY
@@ -312,3 +317,50 @@ def test_sidebar_shows_the_embedding_runtime_and_switches_it(app_env, monkeypatc
     runtimes = at.dataframe[0].value.set_index("file")["embedded with"]
     assert runtimes["b.txt"].startswith("openvino-int8") and not runtimes["a.txt"].startswith("openvino")
     assert any("2 embedding runtimes" in c.value for c in at.caption)
+
+
+HOSTILE = "![i](http://127.0.0.1:9/evil.png) <b>b</b> :red[r] $x$ [l](http://127.0.0.1:9/evil)"
+
+
+def _assert_inert(at: AppTest) -> int:
+    """Every Markdown-bearing element and label renders without an image, a link, HTML or a directive."""
+    kinds = ("markdown", "caption", "error", "warning", "info", "success", "subheader", "title")
+    values = [str(e.value) for kind in kinds for e in getattr(at, kind)]
+    values += [str(e.label) for kind in ("expander", "selectbox", "text_input", "metric") for e in getattr(at, kind)]
+    hostile = [v for v in values if "evil" in v]
+    for value in hostile:
+        if value.startswith("<div>"):  # escaped HTML: one raw HTML block, inside which nothing is Markdown
+            assert [t.type for t in MarkdownIt("commonmark").parse(value)] == ["html_block"], value
+            assert "<b>" not in value and "<img" not in value and "$x" not in value, value
+            continue
+        rendered = MarkdownIt("commonmark").render(value)
+        assert "<img" not in rendered and "<a " not in rendered and "<b>" not in rendered, value
+        assert "\\:red\\[r\\]" in value and "\\$x\\$" in value, value  # no colour directive, no maths
+    return len(hostile)
+
+
+def test_hostile_names_and_instructions_render_inert_on_every_page(app_env):
+    at = _page("views/documents.py")
+    at.file_uploader[0].set_value(
+        [
+            (f"{HOSTILE}.md", b"Storks migrate in flocks.", "text/markdown"),
+            (f"{HOSTILE}.pdf", b"%PDF-1.4 not a pdf", "application/pdf"),
+            (f"{HOSTILE}.csv", b"id,text\n", "text/csv"),
+        ]
+    )
+    at.run()
+    next(b for b in at.button if b.label.startswith("Index ")).click().run()
+    assert not at.exception and _assert_inert(at) >= 3
+    shown = " ".join(_texts(at.error) + _texts(at.success))
+    assert HOSTILE.replace("evil", "") in shown.replace("\u2060", "").replace("evil", "")
+
+    at = _page("views/search.py", q=f"storks {HOSTILE}", instr=HOSTILE)
+    assert not at.exception and _assert_inert(at) >= 1
+    assert f"Instruction given to the reranker: {HOSTILE}" in [t.replace("\u2060", "") for t in _texts(at.caption)]
+
+    at = _page("views/evaluate.py")
+    at.number_input[0].set_value(5)
+    at.number_input[1].set_value(2)
+    at.text_input(key="eval_instruction").set_value(HOSTILE)
+    next(b for b in at.button if b.label == "Run the evaluation").click().run()
+    assert not at.exception and _assert_inert(at) >= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -29,6 +30,10 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path, tiny_zerank_path):
+    yield from _streamlit(tmp_path, tiny_zerank_path)
+
+
+def _streamlit(tmp_path, tiny_zerank_path):
     port = _free_port()
     env = {
         **os.environ,
@@ -72,6 +77,7 @@ def test_upload_query_and_both_columns_in_chromium(server):
         )  # fmt: skip
         page = browser.new_page(viewport={"width": 1500, "height": 3200})
         page.set_default_timeout(120_000)
+        expect.set_options(timeout=60_000)  # expect() keeps its own 5 s default otherwise
 
         page.goto(f"{server}/documents")
         page.locator("input[type=file]").set_input_files(
@@ -111,3 +117,96 @@ def test_upload_query_and_both_columns_in_chromium(server):
         page.screenshot(path=str(ARTIFACTS / "browser-search-hybrid.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "browser-search.png").stat().st_size > 10_000
+
+
+# --- hostile text in every user-supplied place renders inert and fetches nothing -----------------------
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+
+
+@pytest.fixture
+def attacker():
+    """A loopback HTTP server that records every request: the host hostile text tries to make browsers fetch."""
+    import http.server
+    import threading
+
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            requests.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", requests
+    httpd.shutdown()
+
+
+@pytest.fixture
+def hostile_server(tmp_path, tiny_zerank_path, attacker, encoder):
+    """The app over a workspace that already holds files with hostile names and hostile text."""
+    from core.config import Settings
+    from core.workspace import FileInput, Workspace
+
+    base, _ = attacker
+    files = {
+        f"![n]({base}/evil-name.png) <img src={base}/evil-img.png>.md": "Herons wade in shallow water.",
+        f"[click]({base}/evil-link) :red[red] $x$ **bold**.txt": "Egrets and herons nest in colonies.",
+        # A lone CR is a CommonMark line ending: two would end the HTML block the results render in.
+        "notes.md": f"Herons hunt fish.\r\r![c]({base}/evil-content.png) <img src='{base}/evil-content2.png'>",
+    }
+    ws = Workspace(Settings(workspace=tmp_path / "workspace"), encoder)
+    assert all(r.status == "indexed" for r in ws.ingest([FileInput(n, t.encode()) for n, t in files.items()]).reports)
+    ws.close()
+    yield from _streamlit(tmp_path, tiny_zerank_path)
+
+
+def test_hostile_text_renders_inert_and_fetches_nothing_in_chromium(hostile_server, attacker):
+    from urllib.parse import urlencode, urlparse
+
+    from playwright.sync_api import expect, sync_playwright
+
+    base, received = attacker
+    seen: list[str] = []
+    query = f"<b>bold</b> herons ![q]({base}/evil-query.png)"
+    instruction = f"![i]({base}/evil-instr.png) <img src={base}/evil-instr2.png> :red[x]"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 3200})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=60_000)  # expect() keeps its own 5 s default otherwise
+        page.on("request", lambda request: seen.append(request.url))
+
+        page.goto(f"{hostile_server}/documents")
+        upload_name = f"![u](evil-upload.png) <b>b</b> [l](evil-upload-link) :red[r].md"
+        page.locator("input[type=file]").set_input_files(
+            [{"name": upload_name, "mimeType": "text/markdown", "buffer": b"Storks migrate in flocks."}]
+        )
+        page.get_by_role("button", name="Index 1 file(s)").click()
+        expect(page.get_by_text(f'"{upload_name}": 1 document(s)', exact=False)).to_be_visible()
+        expect(page.get_by_text("4 files · 4 chunks", exact=False)).to_be_visible()
+        page.get_by_role("combobox", name="Delete a file from the index").click()  # the names as options
+        expect(page.get_by_role("option", name=re.compile(r"^\[click\]"))).to_be_visible()
+        page.keyboard.press("Escape")
+
+        page.goto(f"{hostile_server}/search?" + urlencode({"q": query, "instr": instruction}))
+        expect(page.get_by_role("heading", name="Reranked by model")).to_be_visible()
+        caption = page.get_by_text("Instruction given to the reranker:")
+        expect(caption).to_be_visible()  # as typed, but for invisible word joiners that stop auto-links
+        assert caption.text_content().replace("\u2060", "") == f"Instruction given to the reranker: {instruction}"
+        page.wait_for_timeout(3000)  # charts drawn, images (if any) requested
+        page.screenshot(path=str(ARTIFACTS / "browser-hostile.png"), full_page=True)
+        expect(page.locator(".xtick text").first).to_have_text(re.compile(r"1\. <b>bold</b>"))
+        for selector in ("img[src*=evil]", "a[href*=evil]", "[style*='color: red']"):
+            assert page.locator(selector).count() == 0, selector
+        assert page.locator("b", has_text="bold").count() == 0
+        browser.close()
+    # The page's own URL carries the hostile query; no request may fetch what it names.
+    assert not [url for url in seen if "evil" in urlparse(url).path or url.startswith(base)]
+    assert received == []

@@ -11,6 +11,7 @@ from core.calibration import expected_calibration_error, precision_recall_at, re
 from core.charts import per_query_lift_figure, probability_histogram_figure, reliability_figure
 from core.evaluation import STAGE_LABELS, Evaluation
 from core.metrics import METRICS
+from ui.safe import md
 
 THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
@@ -37,31 +38,32 @@ def metrics_table(evaluation: Evaluation) -> pd.DataFrame:
 
 def show_evaluation(evaluation: Evaluation, key: str) -> None:
     settings = evaluation.settings
+    # A saved evaluation is a file in the workspace: every value in it is shown as text.
     st.markdown(
-        f"**{evaluation.dataset}** · {len(evaluation.queries)} queries · k={settings.get('k')} · "
-        f"rerank depth {settings.get('rerank_depth')} · reranked first stage: "
-        f"{settings.get('first_stage_label', 'dense (bi-encoder)')} · bi-encoder `{settings.get('bi_encoder')}` · "
-        f"reranker `{settings.get('reranker') or 'none'}` · {evaluation.timings_s.get('total', 0):.1f} s · "
-        f"{evaluation.created_at.replace('T', ' ')}"
+        f"**{md(evaluation.dataset)}** · {len(evaluation.queries)} queries · k={md(settings.get('k'))} · "
+        f"rerank depth {md(settings.get('rerank_depth'))} · reranked first stage: "
+        f"{md(settings.get('first_stage_label', 'dense (bi-encoder)'))} · bi-encoder {md(settings.get('bi_encoder'))} · "
+        f"reranker {md(settings.get('reranker') or 'none')} · {evaluation.timings_s.get('total', 0):.1f} s · "
+        f"{md(evaluation.created_at.replace('T', ' '))}"
     )
     if settings.get("instruction"):
-        st.caption(f"Reranker instruction: *{settings['instruction']}*")
+        st.caption(f"Reranker instruction: {md(settings['instruction'])}")
     if evaluation.cancelled:
         st.warning("This evaluation was cancelled: the figures cover the queries it finished.")
     if evaluation.reranker_error:
-        st.info(f"No reranking: {evaluation.reranker_error}")
+        st.info(f"No reranking: {md(evaluation.reranker_error)}")
     if not evaluation.queries:
         st.info("No query was evaluated.")
         return
     if evaluation.skipped or evaluation.problems:
         skipped = ", ".join(f"{n} {what}" for what, n in evaluation.skipped.items()) or "nothing skipped"
-        with st.expander(f"Input problems: {skipped}"):
-            st.write("\n".join(f"- {p}" for p in evaluation.problems[:200]) or "No line-level problems.")
+        with st.expander(f"Input problems: {md(skipped)}"):
+            st.markdown("\n".join(f"- {md(p)}" for p in evaluation.problems[:200]) or "No line-level problems.")
     st.dataframe(metrics_table(evaluation), hide_index=True)
     st.caption(
         "Documents are scored by their best chunk (MaxP); metrics are per document id, with trec_eval's graded "
-        f"gain. BM25 by {settings.get('lexical_engine', 'BM25')}; hybrid RRF with k=60; hybrid weighted: "
-        f"{settings.get('first_stage_label') if evaluation.baseline == 'hybrid_weighted' else '0.5 × min-max dense + 0.5 × min-max BM25'}. "
+        f"gain. BM25 by {md(settings.get('lexical_engine', 'BM25'))}; hybrid RRF with k=60; hybrid weighted: "
+        f"{md(settings.get('first_stage_label')) if evaluation.baseline == 'hybrid_weighted' else '0.5 × min-max dense + 0.5 × min-max BM25'}. "
         "Recall@100 of a first stage is the ceiling for reranking it. "
         f"Lift = reranked − {STAGE_LABELS.get(evaluation.baseline, evaluation.baseline)} per query; CI from 10,000 "
         "paired bootstrap resamples of queries; p from a two-sided paired randomization test."

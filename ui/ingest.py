@@ -5,8 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core.demo import DEMO_CORPUS
+from core.names import quoted
 from core.reranker import format_seconds
 from core.workspace import FileReport, IngestSummary, Workspace
+from ui.safe import md
 
 LAST_INGEST = "last_ingest"
 
@@ -61,11 +63,11 @@ def show_summary(summary: IngestSummary) -> None:
 
 def show_report(report: FileReport) -> None:
     if report.status == "error":
-        st.error(f"**{report.source}** was not indexed: {report.error}", icon="⚠️")
+        st.error(f"{md(quoted(report.source))} was not indexed: {md(report.error)}", icon="⚠️")
     elif report.status == "unchanged":
-        st.info(f"**{report.source}** is unchanged since it was indexed: nothing embedded.", icon="♻️")
+        st.info(f"{md(quoted(report.source))} is unchanged since it was indexed: nothing embedded.", icon="♻️")
     else:
-        st.success(report.message, icon="✅")
+        st.success(md(report.message), icon="✅")
     if report.warnings:
-        with st.expander(f"{report.source}: {len(report.warnings)} warning(s)"):
-            st.write("\n".join(f"- {w}" for w in report.warnings[:200]))
+        with st.expander(f"{md(quoted(report.source))}: {len(report.warnings)} warning(s)"):
+            st.markdown("\n".join(f"- {md(w)}" for w in report.warnings[:200]))

@@ -12,6 +12,7 @@ from core.embedding import BiEncoder, BiEncoderLoadError
 from core.reranker import Reranker, RerankerLoadError
 from core.vector_store import VectorStoreError
 from core.workspace import Workspace
+from ui.safe import md
 
 
 @st.cache_resource(show_spinner="Loading the bi-encoder…")
@@ -45,9 +46,9 @@ def workspace(settings: Settings) -> Workspace:
             settings.embed_backend,
         )
     except (BiEncoderLoadError, VectorStoreError, ValueError, OSError) as exc:
-        st.error(f"The workspace {settings.workspace} could not be opened: {exc}", icon="⚠️")
+        st.error(f"The workspace {md(settings.workspace)} could not be opened: {md(exc)}", icon="⚠️")
         st.stop()
-    st.sidebar.caption(f"Embedding path: {opened.encoder.path}")
+    st.sidebar.caption(f"Embedding path: {md(opened.encoder.path)}")
     return opened
 
 

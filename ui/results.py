@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-import html
+import re
 
 import streamlit as st
 
 from core.chunking import Chunk
-from core.highlight import mark, snippet
+from core.highlight import escape_html, mark, snippet
 from core.labels import GRADES, LabelStore, document_key
 from core.search import LIST_LABELS, RetrievedChunk, SearchResult, apply_score_controls, movement_label
+from ui.safe import md
+
+LINE_ENDING = re.compile(r"\r\n|\r|\n")
 
 
 def _where(chunk: Chunk) -> str:
-    where = html.escape(chunk.source)
+    where = escape_html(chunk.source)
     if chunk.doc_id != chunk.source:
-        where += f" › {html.escape(chunk.doc_id)}"
+        where += f" › {escape_html(chunk.doc_id)}"
     if chunk.page is not None:
         where += f" · page {chunk.page}"
     return where + f" · chars {chunk.start}–{chunk.end}"
 
 
 def _html(inner: str) -> None:
-    # One line inside a <div>: markdown leaves an HTML block alone, so "# " or "*" in a chunk stay text.
-    st.markdown(f"<div>{inner.replace(chr(10), '<br>')}</div>", unsafe_allow_html=True)
+    # One line inside a <div>: Markdown leaves an HTML block alone up to the first blank line, so "# " or
+    # "![i](…)" in a chunk stay text; every CommonMark line ending becomes <br> so no blank line can end it.
+    st.markdown(f"<div>{LINE_ENDING.sub('<br>', inner)}</div>", unsafe_allow_html=True)
 
 
 def _save_label(labels: LabelStore, query: str, document: str, key: str) -> None:
@@ -120,16 +124,16 @@ def reranked_column(
     below: str = "grey out",
 ) -> None:
     """The reranked list under the score controls: blend weight, probability threshold (hide or grey out)."""
-    st.subheader(f"Reranked by {result.reranker.rstrip('/').split('/')[-1]}" if result.reranker else "Reranked")
+    st.subheader(f"Reranked by {md(result.reranker.rstrip('/').split('/')[-1])}" if result.reranker else "Reranked")
     if result.reranker_error:
-        st.warning(result.reranker_error, icon="⚠️")
+        st.warning(md(result.reranker_error), icon="⚠️")
         return
     if not result.reranked:
         st.info("Not reranked yet.")
         return
     blended = weight < 1.0
     st.caption(
-        f"Top {len(result.reranked)} {result.first_stage.label} candidates rescored by {result.reranker}. "
+        f"Top {len(result.reranked)} {result.first_stage.label} candidates rescored by {md(result.reranker)}. "
         f"**P(relevant) = {result.probability_label}**; the raw logit is the model's score before calibration."
         + (
             f" Ordered by {weight:.2f} × P(relevant) + {1 - weight:.2f} × first-stage score (min-max over these "
@@ -139,7 +143,7 @@ def reranked_column(
         )
     )
     if result.instruction:
-        st.caption(f"Instruction given to the reranker: *{html.escape(result.instruction)}*")
+        st.caption(f"Instruction given to the reranker: {md(result.instruction)}")
     if result.reranker_truncated:
         st.warning(
             f"{result.reranker_truncated} of {len(result.reranked)} candidates are longer than the reranker's "

@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.config import EMBED_BACKENDS, Settings
 from core.reranker import KNOWN_MODELS, format_params
+from ui.safe import md
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 DTYPES = ["auto", "float32", "bfloat16", "float16"]
@@ -23,7 +24,7 @@ def settings_sidebar() -> Settings:
     try:
         base = Settings.from_env()
     except ValueError as exc:  # e.g. RERANK_CHUNK_TOKENS=abc
-        st.sidebar.error(f"A setting in the environment is invalid ({exc}); using the defaults.")
+        st.sidebar.error(f"A setting in the environment is invalid ({md(exc)}); using the defaults.")
         base = Settings()
     devices = DEVICES if base.device in DEVICES else [base.device, *DEVICES]  # e.g. RERANK_DEVICE=cuda:1
     dtypes = DTYPES if base.dtype in DTYPES else [base.dtype, *DTYPES]  # e.g. RERANK_DTYPE=bf16
@@ -57,9 +58,10 @@ def settings_sidebar() -> Settings:
         known = KNOWN_MODELS.get(reranker.strip())
         if known:
             st.caption(
-                f"**{reranker}**: {format_params(known.params)} parameters; {known.note}.  \nLicence: {known.license}."
+                f"**{md(reranker)}**: {format_params(known.params)} parameters; {known.note}.  \n"
+                f"Licence: {md(known.license)}."
             )
-        st.caption(f"Workspace: `{base.workspace}`  \nIndex: `{base.resolved_milvus_uri}`")
+        st.caption(f"Workspace: {md(base.workspace)}  \nIndex: {md(base.resolved_milvus_uri)}")
     settings = base.with_(
         bi_encoder=bi_encoder.strip() or base.bi_encoder,
         reranker=reranker.strip() or NO_RERANKER,

@@ -5,10 +5,12 @@ import streamlit as st
 
 from core.config import DEFAULT_CHUNK_TOKENS
 from core.demo import DEMO_CORPUS
+from core.names import quoted
 from core.parsing import SUPPORTED_SUFFIXES, IngestError, csv_columns, guess_text_column
 from core.workspace import FileInput
 from ui import resources
 from ui.ingest import LAST_INGEST, load_demo, run_ingest, show_last_ingest
+from ui.safe import md
 from ui.sidebar import current_settings
 
 settings = current_settings()
@@ -25,12 +27,12 @@ with st.expander("Chunking", expanded=False):
         1024,
         min(settings.chunk_tokens, 1024),
         step=16,
-        help=f"{encoder.model_id} reads at most {window} tokens; the default {DEFAULT_CHUNK_TOKENS} fits that window.",
+        help=f"{md(encoder.model_id)} reads at most {window} tokens; the default {DEFAULT_CHUNK_TOKENS} fits that window.",
     )
     overlap = st.slider("Overlap (tokens)", 0, min(256, size - 1), min(settings.chunk_overlap, size - 1), step=8)
     if size > window:
         st.warning(
-            f"Chunks of up to {size} tokens are longer than the {window}-token window of {encoder.model_id}: "
+            f"Chunks of up to {size} tokens are longer than the {window}-token window of {md(encoder.model_id)}: "
             f"the bi-encoder will embed only the first {window} tokens of each chunk (the reranker still sees all of it)."
         )
 
@@ -48,10 +50,10 @@ for number, upload in enumerate(uploads or []):
         try:
             columns = csv_columns(upload.name, upload.getvalue())
         except IngestError as exc:
-            st.error(str(exc))
+            st.error(md(exc))
             continue
         csv_choice[upload.name] = st.selectbox(
-            f"Text column of {upload.name}",
+            f"Text column of {md(upload.name)}",
             columns,
             index=columns.index(guess_text_column(columns)),
             key=f"csv_column_{number}_{upload.name}",
@@ -88,7 +90,7 @@ else:
         ]
     )
     st.dataframe(table, hide_index=True)
-    st.caption(f"{len(files)} files · {sum(f.chunks for f in files)} chunks in `{workspace.store.uri}`")
+    st.caption(f"{len(files)} files · {sum(f.chunks for f in files)} chunks in {md(workspace.store.uri)}")
     runtimes = sorted({f.embedded_with for f in files})
     if len(runtimes) > 1:
         st.caption(
@@ -102,10 +104,14 @@ else:
         try:
             removed = workspace.delete(doomed)
         except Exception as exc:  # e.g. a Milvus server that stopped answering
-            st.error(f"{doomed} could not be deleted: {type(exc).__name__}: {exc}", icon="⚠️")
+            st.error(
+                f"{md(quoted(doomed))} could not be deleted now ({type(exc).__name__}: {md(exc)}); the deletion "
+                "finishes the next time the index is opened or written",
+                icon="⚠️",
+            )
         else:
             st.session_state.pop(LAST_INGEST, None)
-            st.session_state["deleted"] = f"Deleted {doomed} ({removed} chunks)."
+            st.session_state["deleted"] = f"Deleted {md(quoted(doomed))} ({removed} chunks)."
             st.rerun()
 if "deleted" in st.session_state:
     st.success(st.session_state.pop("deleted"))

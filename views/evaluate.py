@@ -20,6 +20,7 @@ from core.reranker import format_seconds
 from ui import resources
 from ui.evaluation import show_evaluation
 from ui.ingest import progress_callback
+from ui.safe import md
 from ui.sidebar import current_settings, reranker_enabled
 
 settings = current_settings()
@@ -41,13 +42,13 @@ if source == FOLDER:
     try:
         dataset = load_dataset(folder)
     except DatasetError as exc:
-        st.error(str(exc), icon="⚠️")
+        st.error(md(exc), icon="⚠️")
     else:
         skipped = ", ".join(f"{n} {what}" for what, n in dataset.skipped.items())
-        st.caption(f"{len(dataset.queries)} judged queries" + (f"; skipped: {skipped}" if skipped else ""))
+        st.caption(f"{len(dataset.queries)} judged queries" + (f"; skipped: {md(skipped)}" if skipped else ""))
         if dataset.problems:
             with st.expander(f"{len(dataset.problems)} problem(s) in the dataset's files"):
-                st.write("\n".join(f"- {p}" for p in dataset.problems[:200]))
+                st.markdown("\n".join(f"- {md(p)}" for p in dataset.problems[:200]))
 elif source == UPLOAD:
     name = st.text_input("Dataset name", "my-dataset")
     columns = st.columns(3)
@@ -56,12 +57,12 @@ elif source == UPLOAD:
     qrels = columns[2].file_uploader("qrels (BEIR .tsv or TREC)", type=["tsv", "txt", "qrels"])
     if st.button("Save the dataset", disabled=not (corpus and queries and qrels)):
         saved = save_uploaded_dataset(settings, name, corpus.getvalue(), queries.getvalue(), qrels.getvalue())
-        st.success(f"Saved to {saved}; pick it under “{FOLDER}”.")
+        st.success(f"Saved to {md(saved)}; pick it under “{FOLDER}”.")
 else:
     labels = LabelStore(workspace.folder)
     labelled = labels.qrels()
     st.caption(
-        f"{len(labelled)} labelled queries in {workspace.folder} (label results on the Search page). "
+        f"{len(labelled)} labelled queries in {md(workspace.folder)} (label results on the Search page). "
         "They are evaluated on the explorer's own index."
     )
     exports = st.columns(2)
@@ -78,11 +79,11 @@ else:
                     queries_file.getvalue().decode("utf-8", errors="replace") if queries_file else None,
                 )
             except DatasetError as exc:
-                st.error(str(exc), icon="⚠️")
+                st.error(md(exc), icon="⚠️")
             else:
                 st.success(f"Imported {added} label(s).")
                 for problem in problems[:50]:
-                    st.warning(problem)
+                    st.warning(md(problem))
 
 left, middle, right = st.columns(3)
 k = left.number_input("Documents retrieved per query (k)", 1, 1000, 100)
@@ -102,7 +103,9 @@ reranker, load_error = (None, None)
 if reranker_enabled(settings) and depth > 0:
     reranker, load_error = resources.reranker(settings)
     if load_error:
-        st.warning(f"{load_error.reason}. {load_error.advice}. The evaluation will cover the first stages only.")
+        st.warning(
+            f"{md(load_error.reason)}. {md(load_error.advice)}. The evaluation will cover the first stages only."
+        )
 n_queries = len(dataset.queries) if dataset else len(LabelStore(workspace.folder).qrels())
 if reranker is not None and n_queries:
     guess = estimate_evaluation_seconds(n_queries, int(depth), reranker)
@@ -149,7 +152,7 @@ if start:
                 instruction=instruction,
             )
     except DatasetError as exc:
-        st.error(str(exc), icon="⚠️")
+        st.error(md(exc), icon="⚠️")
     else:
         st.session_state["evaluation_shown"] = str(store.save(evaluation))
     st.session_state["evaluation_running"] = False
@@ -165,7 +168,7 @@ for path in paths[:50]:
     try:
         loaded[str(path)] = store.load(path)
     except ValueError as exc:
-        st.warning(f"Skipped a saved evaluation: {exc}")
+        st.warning(f"Skipped a saved evaluation: {md(exc)}")
 if not loaded:
     st.stop()
 overview = pd.DataFrame(

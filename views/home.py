@@ -5,6 +5,7 @@ import streamlit as st
 from core.demo import DEMO_CORPUS, suggested_queries
 from ui import resources
 from ui.ingest import load_demo, show_last_ingest
+from ui.safe import md
 from ui.sidebar import current_settings
 
 settings = current_settings()
@@ -37,4 +38,6 @@ queries = suggested_queries()
 if queries:
     st.write("Suggested queries for the demo corpus:")
     for item in queries:
-        st.page_link("views/search.py", label=f"{item['query']} ({item['domain']})", query_params={"q": item["query"]})
+        st.page_link(
+            "views/search.py", label=f"{md(item['query'])} ({md(item['domain'])})", query_params={"q": item["query"]}
+        )

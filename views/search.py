@@ -23,6 +23,7 @@ from core.search import (
 )
 from ui import resources
 from ui.results import bi_encoder_column, lexical_column, reranked_column
+from ui.safe import md
 from ui.sidebar import current_settings, reranker_enabled
 
 settings = current_settings()
@@ -80,7 +81,7 @@ def _search(query: str, k: int, depth: int, stage: FirstStage, instruction: str)
     try:
         result = first_stage(query, workspace.encoder, workspace.store, k, depth, stage, workspace.lexical)
     except Exception as exc:  # the index went away, a server stopped answering…
-        st.error(f"The search failed: {type(exc).__name__}: {exc}", icon="⚠️")
+        st.error(f"The search failed: {type(exc).__name__}: {md(exc)}", icon="⚠️")
         st.stop()
     result.instruction = instruction
     st.session_state.update(result=result, result_settings=signature, confirmed=False, recorded=False)
@@ -199,7 +200,7 @@ if reranker_enabled(settings):
             if hasattr(reranker, "describe")  # a rerank server
             else f"Reranker loaded: {format_params(reranker.params)} parameters on {reranker.device} ({reranker.dtype})"
         )
-        st.sidebar.caption(loaded + (f"; licence {reranker.license}" if reranker.license else ""))
+        st.sidebar.caption(md(loaded + (f"; licence {reranker.license}" if reranker.license else "")))
 pending = not result.reranked and result.reranker_error is None
 if pending and not reranker_enabled(settings):
     skip_reranking(result, "Reranking is off (the reranker is set to 'none' in the sidebar).")
@@ -213,7 +214,7 @@ elif pending:
     slow = reranker.device == "cpu" and estimate > confirm_above_seconds()
     if slow and not st.session_state.get("confirmed"):
         st.warning(
-            f"Reranking {n_pairs} candidates with {reranker.model_id} ({format_params(reranker.params)} parameters) "
+            f"Reranking {n_pairs} candidates with {md(reranker.model_id)} ({format_params(reranker.params)} parameters) "
             f"on the CPU will take about **{format_seconds(estimate)}**. Lower “Candidates sent to the reranker” "
             "and search again, or go ahead.",
             icon="⏳",
@@ -222,7 +223,7 @@ elif pending:
             st.session_state["confirmed"] = True
             st.rerun()
     else:
-        with st.spinner(f"Reranking {n_pairs} candidates with {reranker.model_id} (~{format_seconds(estimate)})…"):
+        with st.spinner(f"Reranking {n_pairs} candidates with {md(reranker.model_id)} (~{format_seconds(estimate)})…"):
             add_reranking(result, reranker, result.instruction, compare)
 
 if st.session_state.get("reranker_failed") and st.button("Retry loading the reranker"):
