@@ -184,7 +184,7 @@ def test_hostile_text_renders_inert_and_fetches_nothing_in_chromium(hostile_serv
         page.on("request", lambda request: seen.append(request.url))
 
         page.goto(f"{hostile_server}/documents")
-        upload_name = f"![u](evil-upload.png) <b>b</b> [l](evil-upload-link) :red[r].md"
+        upload_name = "![u](evil-upload.png) <b>b</b> [l](evil-upload-link) :red[r].md"
         page.locator("input[type=file]").set_input_files(
             [{"name": upload_name, "mimeType": "text/markdown", "buffer": b"Storks migrate in flocks."}]
         )
