@@ -111,10 +111,14 @@ def dataset_folders(settings: Settings) -> list[Path]:
     return folders
 
 
+def dataset_slug(name: str) -> str:
+    """A folder name from a user's dataset name: letters, digits, "-" and "_", never "." or ".." or empty."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name.strip()).strip("_")[:64] or "dataset"
+
+
 def save_uploaded_dataset(settings: Settings, name: str, corpus: bytes, queries: bytes, qrels: bytes) -> Path:
     """Write an uploaded dataset in BEIR layout under the workspace, where ``dataset_folders`` finds it."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip()) or "dataset"
-    folder = settings.workspace / UPLOADED / slug
+    folder = settings.workspace / UPLOADED / dataset_slug(name)
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
     (folder / "corpus.jsonl").write_bytes(corpus)
     (folder / "queries.jsonl").write_bytes(queries)

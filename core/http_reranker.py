@@ -51,6 +51,7 @@ exponential backoff (a ``Retry-After`` header is honoured); other 4xx answers an
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -63,7 +64,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 
@@ -126,6 +127,30 @@ class _Retryable(Exception):
     retry_after: float | None = None
 
 
+def redact_url(url: str) -> str:
+    """``url`` fit to show: no user name or password, and no query values (a key may ride there)."""
+    parsed = urlparse(url.strip())
+    host = parsed.hostname or ""
+    if parsed.port is not None:
+        host += f":{parsed.port}"
+    if parsed.username is not None or parsed.password is not None:
+        host = f"***@{host}"
+    query = "&".join(f"{part.split('=', 1)[0]}=***" if "=" in part else part for part in parsed.query.split("&"))
+    return parsed._replace(netloc=host, query=query if parsed.query else "").geturl()
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """(``url`` without user and password, a Basic Authorization header value or None)."""
+    parsed = urlparse(url.strip())
+    if parsed.username is None and parsed.password is None:
+        return url.strip(), None
+    netloc = parsed.netloc.rsplit("@", 1)[1]
+    user = unquote(parsed.username or "")
+    password = unquote(parsed.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return parsed._replace(netloc=netloc).geturl(), f"Basic {token}"
+
+
 def endpoint_url(url: str, api: str) -> str:
     """The endpoint for ``api`` under the server's base ``url``.
 
@@ -134,16 +159,18 @@ def endpoint_url(url: str, api: str) -> str:
     """
     if api not in API_PATHS:
         raise ValueError(f"unknown rerank server API {api!r}; use one of {', '.join(API_PATHS)}")
-    base = url.strip().rstrip("/")
-    parsed = urlparse(base)
+    parsed = urlparse(url.strip())
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError(f"rerank server URL must start with http:// or https:// and name a host, got {url!r}")
-    if re.search(r"/(rerank|score)$", parsed.path):
-        return base
+        raise ValueError(
+            f"rerank server URL must start with http:// or https:// and name a host, got {redact_url(url)!r}"
+        )
+    base = parsed.path.rstrip("/")
+    if re.search(r"/(rerank|score)$", base):
+        return parsed._replace(path=base).geturl()
     path = API_PATHS[api]
     if base.endswith("/v1") and path.startswith("/v1/"):
         path = path[3:]
-    return base + path
+    return parsed._replace(path=base + path).geturl()  # a query string stays after the path
 
 
 def probability_temperature(model_id: str) -> float:
@@ -210,9 +237,13 @@ class HttpReranker:
         if max_retries < 0 or timeout <= 0 or concurrency < 1:
             raise ValueError("max_retries must be >= 0, timeout > 0 and concurrency >= 1")
         self.api = api
+        # Credentials in the URL (http://user:secret@host) become a Basic Authorization header; the URL
+        # that is requested, shown and put in errors never carries them.
+        url, self._basic_auth = split_credentials(url)
         self.endpoint = endpoint_url(url, api)
+        self.shown_endpoint = redact_url(self.endpoint)
         self.served_model = model
-        self.model_id = model or self.endpoint
+        self.model_id = model or self.shown_endpoint
         self.api_key = api_key or None
         self.score_kind = score_kind
         self.temperature = float(temperature) if temperature is not None else probability_temperature(self.model_id)
@@ -235,7 +266,7 @@ class HttpReranker:
         self.assumed_pairs_per_second = assumed_pairs_per_second
         # What the search page shows as "on {device} ({dtype})"; "cpu" would trigger the CPU confirmation.
         self.device = "server"
-        self.dtype = f"{api} API at {self.endpoint}"
+        self.dtype = f"{api} API at {self.shown_endpoint}"
         self.pairs_scored = 0
         self.seconds_scoring = 0.0
         self.requests_sent = 0
@@ -273,7 +304,9 @@ class HttpReranker:
             try:
                 kwargs[name] = convert(raw)
             except ValueError as exc:
-                raise ValueError(f"{ENV[name]}={raw!r} is not valid: {exc}") from exc
+                # The extra body and the key may hold secrets: say where the value is wrong, not what it is.
+                shown = "(value not shown)" if name in ("extra_body", "api_key") else repr(raw)
+                raise ValueError(f"{ENV[name]}={shown} is not valid: {exc}") from None
         for name in ("api", "score_kind", "preformat"):
             if name in kwargs:
                 kwargs[name] = kwargs[name].lower()
@@ -302,7 +335,7 @@ class HttpReranker:
         return self.assumed_pairs_per_second
 
     def describe(self) -> str:
-        return f"{self.model_id} served at {self.endpoint} ({self.api} API)"
+        return f"{self.model_id} served at {self.shown_endpoint} ({self.api} API)"
 
     def count_tokens(self, text: str) -> int:
         """Tokens in the given local tokenizer, else a rough count (words)."""
@@ -389,8 +422,7 @@ class HttpReranker:
         for i, document in enumerate(documents):
             cost = len(json.dumps(document, ensure_ascii=False).encode("utf-8")) + 2  # the text and ", "
             if overhead + cost > self.max_request_bytes:
-                raise RerankServerError(
-                    self.endpoint,
+                raise self._error(
                     f"cannot take document {i + 1}: its request would be {overhead + cost} bytes, over the "
                     f"limit of {self.max_request_bytes} bytes (max_request_bytes)",
                 )
@@ -413,6 +445,8 @@ class HttpReranker:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        elif self._basic_auth:
+            headers["Authorization"] = self._basic_auth
         attempt = 0
         while True:
             attempt += 1
@@ -420,11 +454,10 @@ class HttpReranker:
                 return self._attempt(body, headers)
             except _Retryable as failure:
                 if attempt > self.max_retries:
-                    raise RerankServerError(self.endpoint, failure.cause, failure.status, attempt) from None
+                    raise self._error(failure.cause, failure.status, attempt) from None
                 wait = failure.retry_after if failure.retry_after is not None else self.backoff * 2 ** (attempt - 1)
                 if wait > self.max_backoff:
-                    raise RerankServerError(
-                        self.endpoint,
+                    raise self._error(
                         f"{failure.cause}, and asked to wait {wait:g} s, longer than the {self.max_backoff:g} s "
                         "this client waits",
                         failure.status,
@@ -449,22 +482,30 @@ class HttpReranker:
                 cause += "; check the API key (RERANK_SERVER_KEY)"
             elif status == 404:
                 cause += "; check the URL and the API shape (rerank, score or infinity)"
-            raise RerankServerError(self.endpoint, cause, status) from None
+            raise self._error(cause, status) from None
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise RerankServerError(self.endpoint, f"did not answer within {self.timeout:g} s") from None
+                raise self._error(f"did not answer within {self.timeout:g} s") from None
             if isinstance(reason, socket.gaierror):
-                raise RerankServerError(self.endpoint, f"is unreachable: unknown host ({reason})") from None
+                raise self._error(f"is unreachable: unknown host ({reason})") from None
             raise _Retryable(f"is down or unreachable ({_reason_text(reason)})") from None
         except TimeoutError:
-            raise RerankServerError(self.endpoint, f"did not answer within {self.timeout:g} s") from None
+            raise self._error(f"did not answer within {self.timeout:g} s") from None
         except (ConnectionError, http.client.HTTPException) as exc:
             raise _Retryable(f"dropped the connection ({_reason_text(exc)})") from None
         try:
             return json.loads(raw)
         except ValueError:
-            raise RerankServerError(self.endpoint, f"answered with something that is not JSON: {_body_snippet(raw)}")
+            raise self._error(f"answered with something that is not JSON: {_body_snippet(raw)}")
+
+    def _error(self, cause: str, status: int | None = None, attempts: int = 1) -> RerankServerError:
+        """An error naming the server, with any secret this client holds blanked out of the cause (a
+        server's answer may quote the key it refused)."""
+        for secret in (self.api_key, self._basic_auth and self._basic_auth.split(" ", 1)[1]):
+            if secret:
+                cause = cause.replace(secret, "***")
+        return RerankServerError(self.shown_endpoint, cause, status, attempts)
 
     def _parse(self, data: dict, n: int) -> np.ndarray:
         if self.api == "score":
@@ -474,21 +515,19 @@ class HttpReranker:
             key = "relevance_score"
         if not isinstance(items, list):
             expected = '"data"' if self.api == "score" else '"results"'
-            raise RerankServerError(self.endpoint, f"answered without a {expected} list: {_body_snippet(data)}")
+            raise self._error(f"answered without a {expected} list: {_body_snippet(data)}")
         values = np.full(n, np.nan, dtype=np.float64)
         for item in items:
             index, value = (item.get("index"), item.get(key)) if isinstance(item, dict) else (None, None)
             if not isinstance(index, int) or not 0 <= index < n or not isinstance(value, (int, float)):
-                raise RerankServerError(self.endpoint, f"answered with a malformed result: {_body_snippet(item)}")
+                raise self._error(f"answered with a malformed result: {_body_snippet(item)}")
             if not np.isnan(values[index]):
-                raise RerankServerError(self.endpoint, f"answered twice for document index {index}")
+                raise self._error(f"answered twice for document index {index}")
             values[index] = float(value)
         if len(items) != n:
-            raise RerankServerError(
-                self.endpoint, f"answered {len(items)} results for {n} documents (does it cap top_n?)"
-            )
+            raise self._error(f"answered {len(items)} results for {n} documents (does it cap top_n?)")
         if not np.all(np.isfinite(values)):
-            raise RerankServerError(self.endpoint, "answered a score that is not a finite number")
+            raise self._error("answered a score that is not a finite number")
         return values
 
     def _to_logits(self, values: np.ndarray) -> np.ndarray:
@@ -496,8 +535,7 @@ class HttpReranker:
             return values * self.score_scale
         if np.any((values < 0) | (values > 1)):
             worst = values[(values < 0) | (values > 1)][0]
-            raise RerankServerError(
-                self.endpoint,
+            raise self._error(
                 f"answered a score of {worst:g}, which is not a probability; if the server returns raw logits "
                 "set score_kind='logit' (RERANK_SERVER_SCORE_KIND=logit)",
             )

@@ -386,3 +386,39 @@ def test_documented_conversion_served_matches_local(serve, tiny_zerank_path, con
     logits = reranker.score(QUERY, DOCUMENTS)
     np.testing.assert_allclose(logits, local_logits, atol=1e-4, rtol=0)
     np.testing.assert_allclose(reranker.probability(logits), local.probability(local_logits), atol=1e-6, rtol=0)
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_shown(serve, local_logits):
+    import base64
+
+    server = serve(fail_first=5)  # every attempt fails: the error names the server
+    url = server.url.replace("http://", "http://alice:s3cr%40t@") + "?api_key=k-123"
+    reranker = client(url, max_retries=1)
+    with pytest.raises(RerankServerError) as error:
+        reranker.score(QUERY, DOCUMENTS[:1])
+    shown = " ".join([str(error.value), reranker.describe(), reranker.model_id, reranker.dtype])
+    assert "s3cr" not in shown and "alice" not in shown and "k-123" not in shown
+    assert "/v1/rerank?api_key=***" in shown
+    expected = "Basic " + base64.b64encode(b"alice:s3cr@t").decode()
+    assert {r.authorization for r in server.requests} == {expected}
+
+    down = client(f"http://bob:hunter2@127.0.0.1:{closed_port()}", max_retries=0)
+    with pytest.raises(RerankServerError) as error:
+        down.score(QUERY, DOCUMENTS[:1])
+    assert "hunter2" not in str(error.value) and "bob" not in str(error.value)
+
+
+def test_a_bad_server_setting_never_echoes_a_secret():
+    with pytest.raises(ValueError) as error:
+        HttpReranker.from_env(environ={"RERANK_SERVER_URL": "http://gpu:8000", "RERANK_SERVER_EXTRA": '{"key": "sk-9'})
+    assert "sk-9" not in str(error.value) and "RERANK_SERVER_EXTRA" in str(error.value)
+    with pytest.raises(ValueError) as error:
+        HttpReranker.from_env(environ={"RERANK_SERVER_URL": "ftp://carol:pw-77@gpu:8000"})
+    assert "pw-77" not in str(error.value) and "carol" not in str(error.value)
+
+
+def test_a_key_a_server_quotes_back_is_blanked(serve):
+    server = serve(api_key="right-key")
+    with pytest.raises(RerankServerError) as error:
+        client(server, api_key="wrong-key-42").score(QUERY, DOCUMENTS[:1])
+    assert "wrong-key-42" not in str(error.value)
