@@ -35,10 +35,24 @@ ENV = {
     "chunk_tokens": "RERANK_CHUNK_TOKENS",
     "chunk_overlap": "RERANK_CHUNK_OVERLAP",
     "max_file_mb": "RERANK_MAX_FILE_MB",
+    "allowed_bi_encoders": "RERANK_ALLOWED_BI_ENCODERS",
+    "allowed_rerankers": "RERANK_ALLOWED_RERANKERS",
 }
 
 
-_FIELD_TYPES = {"workspace": Path, "chunk_tokens": int, "chunk_overlap": int, "max_file_mb": float}
+def _names(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of model ids or paths."""
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+_FIELD_TYPES = {
+    "workspace": Path,
+    "chunk_tokens": int,
+    "chunk_overlap": int,
+    "max_file_mb": float,
+    "allowed_bi_encoders": _names,
+    "allowed_rerankers": _names,
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,9 @@ class Settings:
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
     max_file_mb: float = DEFAULT_MAX_FILE_MB
+    # A shared deployment lists the models its users may pick; empty lets anyone type any id or path.
+    allowed_bi_encoders: tuple[str, ...] = ()
+    allowed_rerankers: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -69,12 +86,32 @@ class Settings:
             values["workspace"] = Path(values["workspace"])
         return cls(**values)
 
+    @classmethod
+    def restrictions_from_env(cls) -> Settings:
+        """The defaults, but with the environment's allow-lists: what to run on when another setting in
+        the environment is invalid (a typo elsewhere must not lift a deployment's restrictions)."""
+        return cls(
+            **{name: _names(os.environ.get(ENV[name], "")) for name in ("allowed_bi_encoders", "allowed_rerankers")}
+        )
+
     def with_(self, **changes) -> "Settings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @property
     def resolved_milvus_uri(self) -> str:
         return self.milvus_uri or str(self.workspace / "milvus.db")
+
+    def bi_encoder_refusal(self) -> str | None:
+        """Why the bi-encoder may not be loaded here (not on the allow-list), or None."""
+        if self.allowed_bi_encoders and self.bi_encoder not in self.allowed_bi_encoders:
+            return f"the bi-encoder {self.bi_encoder!r} is not in RERANK_ALLOWED_BI_ENCODERS"
+        return None
+
+    def reranker_refusal(self) -> str | None:
+        """Why the reranker may not be loaded here (not on the allow-list), or None; 'none' is always allowed."""
+        if self.allowed_rerankers and self.reranker.lower() != "none" and self.reranker not in self.allowed_rerankers:
+            return f"the reranker {self.reranker!r} is not in RERANK_ALLOWED_RERANKERS"
+        return None
 
     @property
     def max_file_bytes(self) -> int:

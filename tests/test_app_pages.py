@@ -364,3 +364,33 @@ def test_hostile_names_and_instructions_render_inert_on_every_page(app_env):
     at.text_input(key="eval_instruction").set_value(HOSTILE)
     next(b for b in at.button if b.label == "Run the evaluation").click().run()
     assert not at.exception and _assert_inert(at) >= 1
+
+
+def test_an_allow_list_turns_the_model_boxes_into_choices(app_env, monkeypatch, tiny_zerank_path):
+    from core.config import DEFAULT_BI_ENCODER
+
+    monkeypatch.setenv("RERANK_ALLOWED_BI_ENCODERS", DEFAULT_BI_ENCODER)
+    monkeypatch.setenv("RERANK_ALLOWED_RERANKERS", f"{tiny_zerank_path}, zeroentropy/zerank-2-reranker")
+    monkeypatch.setenv("RERANK_CHUNK_TOKENS", "not-a-number")  # a typo elsewhere must not lift the lists
+    at = _page()
+    assert not at.exception
+    assert not [t for t in at.sidebar.text_input if t.key in ("bi_encoder_id", "reranker_id")]
+    assert at.sidebar.selectbox(key="bi_encoder_id").options == [DEFAULT_BI_ENCODER]
+    assert at.sidebar.selectbox(key="reranker_id").options == [
+        str(tiny_zerank_path),
+        "zeroentropy/zerank-2-reranker",
+        "none",
+    ]
+    assert "invalid" in _texts(at.sidebar.error)[0]
+
+
+def test_settings_refuse_models_outside_the_allow_lists(monkeypatch):
+    from core.config import Settings
+
+    monkeypatch.setenv("RERANK_ALLOWED_RERANKERS", "a/one , b/two")
+    settings = Settings.from_env()
+    assert settings.allowed_rerankers == ("a/one", "b/two") and settings.allowed_bi_encoders == ()
+    assert settings.with_(reranker="b/two").reranker_refusal() is None
+    assert settings.with_(reranker="none").reranker_refusal() is None
+    assert "RERANK_ALLOWED_RERANKERS" in settings.with_(reranker="/etc/evil").reranker_refusal()
+    assert settings.with_(bi_encoder="anything").bi_encoder_refusal() is None  # no list: any id

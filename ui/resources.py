@@ -35,6 +35,10 @@ def workspace(settings: Settings) -> Workspace:
     """The open workspace; if it cannot be opened the page shows why and stops (never a stack trace)."""
     # One Workspace per index: Milvus Lite allows a single client per file, so chunking options are
     # per-ingest arguments rather than part of this cache key.
+    refusal = settings.bi_encoder_refusal()
+    if refusal:
+        st.error(f"Not loaded: {md(refusal)}.", icon="⚠️")
+        st.stop()
     try:
         opened = _workspace(
             str(settings.workspace.resolve()),
@@ -64,6 +68,9 @@ def _reranker(model_id: str, device: str, dtype: str, server: str) -> tuple[Rera
 
 
 def reranker(settings: Settings) -> tuple[Reranker | None, RerankerLoadError | None]:
+    refusal = settings.reranker_refusal()
+    if refusal:
+        return None, RerankerLoadError(settings.reranker, refusal, "Pick one of the allowed models in the sidebar")
     return _reranker(settings.reranker, settings.device, settings.dtype, server_url())
 
 

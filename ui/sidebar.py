@@ -25,21 +25,20 @@ def settings_sidebar() -> Settings:
         base = Settings.from_env()
     except ValueError as exc:  # e.g. RERANK_CHUNK_TOKENS=abc
         st.sidebar.error(f"A setting in the environment is invalid ({md(exc)}); using the defaults.")
-        base = Settings()
+        base = Settings.restrictions_from_env()
     devices = DEVICES if base.device in DEVICES else [base.device, *DEVICES]  # e.g. RERANK_DEVICE=cuda:1
     dtypes = DTYPES if base.dtype in DTYPES else [base.dtype, *DTYPES]  # e.g. RERANK_DTYPE=bf16
     backends = list(EMBED_BACKENDS) if base.embed_backend in EMBED_BACKENDS else [base.embed_backend, *EMBED_BACKENDS]
     with st.sidebar:
         st.header("Models")
-        bi_encoder = st.text_input(
-            "Bi-encoder", base.bi_encoder, key="bi_encoder_id", help="sentence-transformers model id or local path"
-        )
-        reranker = st.text_input(
-            "Reranker",
-            base.reranker,
-            key="reranker_id",
-            help="CrossEncoder id or local path; 'none' for the bi-encoder alone",
-        )
+        bi_encoder = _model_choice(
+            "Bi-encoder", base.bi_encoder, base.allowed_bi_encoders, "bi_encoder_id",
+            "sentence-transformers model id or local path",
+        )  # fmt: skip
+        reranker = _model_choice(
+            "Reranker", base.reranker, base.allowed_rerankers and (*base.allowed_rerankers, NO_RERANKER), "reranker_id",
+            "CrossEncoder id or local path; 'none' for the bi-encoder alone",
+        )  # fmt: skip
         device = st.selectbox("Device", devices, devices.index(base.device), key="device")
         dtype = st.selectbox(
             "Dtype",
@@ -71,6 +70,20 @@ def settings_sidebar() -> Settings:
     )
     st.session_state["settings"] = settings
     return settings
+
+
+def _model_choice(label: str, default: str, allowed: tuple[str, ...], key: str, help_text: str) -> str:
+    """A free text box, or on a deployment with an allow-list, a choice among the allowed models only."""
+    if not allowed:
+        return st.text_input(label, default, key=key, help=help_text)
+    options = list(dict.fromkeys(allowed))
+    return st.selectbox(
+        label,
+        options,
+        index=options.index(default) if default in options else 0,
+        key=key,
+        help="This deployment allows only these models (RERANK_ALLOWED_BI_ENCODERS / RERANK_ALLOWED_RERANKERS).",
+    )
 
 
 def current_settings() -> Settings:
