@@ -1,5 +1,7 @@
 """Documents: upload and index files, see what is indexed, delete a file."""
 
+import math
+
 import pandas as pd
 import streamlit as st
 
@@ -40,9 +42,16 @@ uploads = st.file_uploader(
     "Upload files",
     type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES],
     accept_multiple_files=True,
+    max_upload_size=max(1, math.ceil(settings.max_file_mb)),
     help="PDF (text per page), Word .docx, HTML (visible text), Markdown, plain text, CSV (pick the text column), "
     "JSON/JSONL (BEIR rows with _id, title, text)",
 )
+server_limit = st.get_option("server.maxUploadSize")
+if settings.max_file_mb > server_limit:
+    st.caption(
+        f"RERANK_MAX_FILE_MB is {settings.max_file_mb:g} but Streamlit's server.maxUploadSize is {server_limit}: "
+        f"uploads over {server_limit} MB are refused. Set STREAMLIT_SERVER_MAX_UPLOAD_SIZE to match."
+    )
 
 csv_choice: dict[str, str | None] = {}
 for number, upload in enumerate(uploads or []):
