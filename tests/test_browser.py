@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
 import subprocess
@@ -236,3 +237,63 @@ def test_hostile_text_renders_inert_and_fetches_nothing_in_chromium(hostile_serv
     # The page's own URL carries the hostile query; no request may fetch what it names.
     assert not [url for url in seen if "evil" in urlparse(url).path or url.startswith(base)]
     assert received == []
+
+
+# --- many sessions: several viewers search while another uploads -------------------------------------
+
+
+@pytest.fixture
+def demo_server(tmp_path, tiny_zerank_path, encoder):
+    from core.config import Settings
+    from core.demo import DEMO_CORPUS
+    from core.workspace import Workspace
+
+    ws = Workspace(Settings(workspace=tmp_path / "workspace"), encoder)
+    assert all(r.status == "indexed" for r in ws.ingest_paths([DEMO_CORPUS]).reports)
+    ws.close()
+    yield from _streamlit(tmp_path, tiny_zerank_path)
+
+
+def test_sessions_search_while_another_uploads_in_chromium(demo_server):
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import expect, sync_playwright
+
+    rng = random.Random(4)
+    words = "ledger audit accrual hedge coupon tranche escrow lien tort statute mutex thread kernel cache".split()
+    uploads = [
+        {"name": f"upload-{i:03d}.txt", "mimeType": "text/plain",
+         "buffer": (f"Marker zebrafinch{i:03d}. " + " ".join(rng.choice(words) for _ in range(80))).encode()}
+        for i in range(300)
+    ]  # fmt: skip
+    queries = ["When does the lock-up period expire?", "force majeure", "What is a mutex?", "bond duration"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        expect.set_options(timeout=120_000)
+        uploader = browser.new_context().new_page()
+        uploader.goto(f"{demo_server}/documents")
+        uploader.locator("input[type=file]").set_input_files(uploads)
+        uploader.get_by_role("button", name="Index 300 file(s)").click()
+
+        viewers = [browser.new_context().new_page() for _ in range(3)]
+        searches = 0
+        while not uploader.get_by_text("300 indexed", exact=False).is_visible():
+            for n, page in enumerate(viewers):
+                query = queries[(searches + n) % len(queries)]
+                page.goto(f"{demo_server}/search?" + urlencode({"q": query}))
+                expect(page.get_by_role("heading", name="Reranked by model")).to_be_visible()
+                expect(page.get_by_text("P(relevant)").first).to_be_visible()
+                assert page.locator("[data-testid=stException]").count() == 0
+                assert page.get_by_text("The search failed").count() == 0
+            searches += len(viewers)
+            assert searches < 300, "the upload never finished"
+        assert searches >= 3  # viewers searched while the upload ran
+        expect(uploader.get_by_text("300 indexed, 0 unchanged, 0 failed", exact=False)).to_be_visible()
+        assert uploader.locator("[data-testid=stException]").count() == 0
+
+        # Every session sees the new documents, the same way.
+        for page in viewers:
+            page.goto(f"{demo_server}/search?" + urlencode({"q": "zebrafinch123", "stage": "bm25"}))
+            expect(page.get_by_text("upload-123.txt").first).to_be_visible()
+            assert page.locator("[data-testid=stException]").count() == 0
+        browser.close()
