@@ -6,16 +6,13 @@ returned exactly as before, and the catalog lists exactly the rows the store hol
 
 from __future__ import annotations
 
-import io
 import random
-import zipfile
 
 import numpy as np
-import pytest
 
 from core.config import Settings
 from core.workspace import FileInput, Workspace
-from tests.test_parsing import _docx_with_document, _document_xml, _encrypted_pdf, make_docx, make_pdf, make_zip
+from tests.test_parsing import _document_xml, _docx_with_document, _encrypted_pdf, make_docx, make_pdf, make_zip
 
 EARLIER = {
     "earlier/bonds.md": "# Bond duration\n\nDuration measures how a bond's price moves with interest rates.",
