@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from semantic_text_splitter import TextSplitter
@@ -44,6 +45,15 @@ class Chunk:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def location(self, name: Callable[[str], str]) -> str:
+        """ "file › document · page 3 · chars 0–120", each name passed through ``name`` (quoting, escaping)."""
+        where = name(self.source)
+        if self.doc_id != self.source:
+            where += f" › {name(self.doc_id)}"
+        if self.page is not None:
+            where += f" · page {self.page}"
+        return where + f" · chars {self.start}–{self.end}"
 
 
 class Chunker:

@@ -318,26 +318,18 @@ def _search(args, workspace) -> int:
     for name, items in lists:
         print(f"{name}: top {min(10, len(items))} of {len(items)}")
         for r in items[:10]:
-            print(f"  {r.rank:3d}  {r.score:.4g}  {_where(r.chunk)}")
+            print(f"  {r.rank:3d}  {r.score:.4g}  {r.chunk.location(quoted)}")
     if result.reranked:
         print(f"reranked by {result.reranker} ({result.probability_label}), from {result.first_stage.label}:")
         for r in result.reranked[:10]:
             label = movement_label(r.movement, r.rank, r.first_stage_rank)
-            print(f"  {r.rank:3d}  p={r.probability:.3f}  logit={r.logit:+.2f}  {label:>18}  {_where(r.chunk)}")
+            print(
+                f"  {r.rank:3d}  p={r.probability:.3f}  logit={r.logit:+.2f}  {label:>18}  {r.chunk.location(quoted)}"
+            )
     if result.reranker_error:
         print(f"reranker: {result.reranker_error}")
     print("timings (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items()))
     return 0
-
-
-def _where(chunk) -> str:
-    """Where a hit comes from, one line whatever the names hold: file, document id, page, characters."""
-    where = quoted(chunk.source)
-    if chunk.doc_id != chunk.source:
-        where += f" › {quoted(chunk.doc_id)}"
-    if chunk.page is not None:
-        where += f" p{chunk.page}"
-    return where + f" [{chunk.start}:{chunk.end}]"
 
 
 def _list(args, workspace) -> int:

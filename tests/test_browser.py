@@ -264,7 +264,7 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
     uploads = [
         {"name": f"upload-{i:03d}.txt", "mimeType": "text/plain",
          "buffer": (f"Marker zebrafinch{i:03d}. " + " ".join(rng.choice(words) for _ in range(80))).encode()}
-        for i in range(300)
+        for i in range(150)
     ]  # fmt: skip
     queries = ["When does the lock-up period expire?", "force majeure", "What is a mutex?", "bond duration"]
     with sync_playwright() as playwright:
@@ -273,11 +273,11 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
         uploader = browser.new_context().new_page()
         uploader.goto(f"{demo_server}/documents")
         uploader.locator("input[type=file]").set_input_files(uploads)
-        uploader.get_by_role("button", name="Index 300 file(s)").click()
+        uploader.get_by_role("button", name="Index 150 file(s)").click()
 
         viewers = [browser.new_context().new_page() for _ in range(3)]
         searches = 0
-        while not uploader.get_by_text("300 indexed", exact=False).is_visible():
+        while not uploader.get_by_text("150 indexed", exact=False).is_visible():
             for n, page in enumerate(viewers):
                 query = queries[(searches + n) % len(queries)]
                 page.goto(f"{demo_server}/search?" + urlencode({"q": query}))
@@ -288,7 +288,7 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
             searches += len(viewers)
             assert searches < 300, "the upload never finished"
         assert searches >= 3  # viewers searched while the upload ran
-        expect(uploader.get_by_text("300 indexed, 0 unchanged, 0 failed", exact=False)).to_be_visible()
+        expect(uploader.get_by_text("150 indexed, 0 unchanged, 0 failed", exact=False)).to_be_visible()
         assert uploader.locator("[data-testid=stException]").count() == 0
 
         # Every session sees the new documents, the same way.

@@ -233,6 +233,22 @@ def test_workspace_with_milvus_uri_on_the_server(milvus_server, encoder, tmp_pat
         removed = server_ws.delete(source)
         assert server_ws.store.count() == total - removed
         assert all(r.chunk.source != source for r in _workspace_results(server_ws, queries[:2])[0].bi_encoder)
+
+        # Hostile names on a real server: they index, unchanged is checked against its rows, and a
+        # delete takes exactly that file's chunks (the filters carry hashed ids, never the names).
+        from core.workspace import FileInput
+
+        hostile = ["z') OR 1=1 --.txt", 'o\'brien "q".txt', "back\\slash\n#1.txt"]
+        reports = server_ws.ingest([FileInput(n, f"Notes on {n}: herons wade.".encode()) for n in hostile]).reports
+        assert [r.status for r in reports] == ["indexed"] * 3, [r.message for r in reports]
+        assert (
+            server_ws.ingest([FileInput(hostile[1], f"Notes on {hostile[1]}: herons wade.".encode())]).reports[0].status
+            == "unchanged"
+        )
+        before = server_ws.store.count()
+        assert server_ws.delete(hostile[0]) == 1 and server_ws.store.count() == before - 1
+        stored = {cid for batch in server_ws.store.iter_ids() for cid in batch}
+        assert stored == server_ws.catalog.all_chunk_ids()
     finally:
         server_ws.close()
         lite_ws.close()

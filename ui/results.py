@@ -15,15 +15,6 @@ from ui.safe import md
 LINE_ENDING = re.compile(r"\r\n|\r|\n")
 
 
-def _where(chunk: Chunk) -> str:
-    where = escape_html(chunk.source)
-    if chunk.doc_id != chunk.source:
-        where += f" › {escape_html(chunk.doc_id)}"
-    if chunk.page is not None:
-        where += f" · page {chunk.page}"
-    return where + f" · chars {chunk.start}–{chunk.end}"
-
-
 def _html(inner: str) -> None:
     # One line inside a <div>: Markdown leaves an HTML block alone up to the first blank line, so "# " or
     # "![i](…)" in a chunk stay text; every CommonMark line ending becomes <br> so no blank line can end it.
@@ -56,7 +47,7 @@ def _label(labels: LabelStore | None, query: str, chunk: Chunk, column: str, giv
 def _row(header: str, chunk: Chunk, query: str, labels: LabelStore | None, column: str, given: dict) -> None:
     with st.container(border=True):
         st.markdown(header)
-        _html(f"<small>{_where(chunk)}</small>")
+        _html(f"<small>{chunk.location(escape_html)}</small>")
         _html(snippet(chunk.text, query))
         with st.expander("Full chunk"):
             _html(mark(chunk.text, query))
