@@ -130,7 +130,7 @@ class Catalog:
         """Rename chunk ids after a rebuild of the store, in one transaction with ``meta``.
 
         Ids without a new name are dropped; files in ``incomplete`` lose their content hash, so the next
-        upload of them is indexed again instead of being called unchanged.
+        upload of them is indexed again instead of being called unchanged, and list the chunks they kept.
         """
         with self._db:
             rows = self._db.execute("SELECT source, chunk_id FROM chunks").fetchall()
@@ -138,7 +138,11 @@ class Catalog:
             self._db.executemany(
                 "INSERT INTO chunks VALUES (?, ?)", [(src, mapping[cid]) for src, cid in rows if cid in mapping]
             )
-            self._db.executemany("UPDATE files SET content_hash = '' WHERE source = ?", [(s,) for s in incomplete])
+            self._db.executemany(
+                "UPDATE files SET content_hash = '', chunks = (SELECT COUNT(*) FROM chunks WHERE chunks.source = ?) "
+                "WHERE source = ?",
+                [(s, s) for s in incomplete],
+            )
             self._db.execute("DELETE FROM unowned")
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta.items()))
 

@@ -91,7 +91,7 @@ def per_query_lift_figure(evaluation, metric: str = "ndcg@10") -> go.Figure:
         )
     )
     figure.update_layout(
-        title=f"{metric} lift per query (reranked − {evaluation.baseline}), sorted",
+        title=plain(f"{metric} lift per query (reranked − {evaluation.baseline}), sorted"),
         xaxis={"type": "category", "showticklabels": len(rows) <= 60, "title": "query"},
         yaxis_title=f"Δ {metric}",
         height=360,

@@ -138,7 +138,7 @@ class Chunker:
                 return
             else:
                 limit = window_end
-            cut = _best_cut(text, position + (limit - position) // 2, limit)
+            cut = max(_best_cut(text, position + (limit - position) // 2, limit), position + 1)
             yield position, cut
             position = cut
 

@@ -112,8 +112,16 @@ def dataset_folders(settings: Settings) -> list[Path]:
 
 
 def dataset_slug(name: str) -> str:
-    """A folder name from a user's dataset name: letters, digits, "-" and "_", never "." or ".." or empty."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", name.strip()).strip("_")[:64] or "dataset"
+    """A folder name from a user's dataset name: letters, digits, "-" and "_", never "." or ".." or empty.
+
+    A name that had to change gets a short hash of itself, so two names never share a folder ("a b"
+    and "a.b", or two names in another script).
+    """
+    name = name.strip()
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:64]
+    if slug == name and slug:
+        return slug
+    return f"{slug or 'dataset'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 def save_uploaded_dataset(settings: Settings, name: str, corpus: bytes, queries: bytes, qrels: bytes) -> Path:

@@ -45,7 +45,9 @@ def rebuild_with_hashed_ids(catalog: Catalog, old: MilvusVectorStore, logical_na
 
     Crash-safe in three steps: the copy goes to a collection nobody reads yet (a half-made one from an
     earlier attempt is dropped first); one catalog transaction renames the ids and switches to it; only
-    then is the old collection dropped (``finish_pending_drop`` completes that after a crash).
+    then is the old collection dropped (``finish_pending_drop`` completes that after a crash). A file
+    whose rows did not all come across loses its content hash, so its next upload indexes it again; if
+    some rows could not be read at all, the old collection is kept (``legacy_collection``), not dropped.
     """
     generation = int(catalog.get_meta("rebuilds") or 0) + 1
     new_name = f"{logical_name}_r{generation}"
@@ -55,7 +57,9 @@ def rebuild_with_hashed_ids(catalog: Catalog, old: MilvusVectorStore, logical_na
         fresh = old.sibling(new_name)
     owned = catalog.all_chunk_ids()
     mapping: dict[str, str] = {}
-    for chunks, vectors in old.iter_vectors():
+    read = 0
+    for chunks, vectors in old.scan_vectors():
+        read += len(chunks)
         keep = [i for i, chunk in enumerate(chunks) if chunk.chunk_id in owned]
         renamed = [
             replace(chunks[i], chunk_id=make_chunk_id(chunks[i].source, chunks[i].doc_id, chunks[i].page,
@@ -66,9 +70,10 @@ def rebuild_with_hashed_ids(catalog: Catalog, old: MilvusVectorStore, logical_na
             fresh.upsert(renamed, vectors[keep])
         mapping.update((chunks[i].chunk_id, chunk.chunk_id) for i, chunk in zip(keep, renamed))
     incomplete = catalog.owners(sorted(owned - set(mapping)))
-    catalog.rekey(
-        mapping, incomplete, {"collection": new_name, "rebuilds": str(generation), "drop_pending": old.collection}
-    )
+    unreadable = old.count() - read
+    meta = {"collection": new_name, "rebuilds": str(generation)}
+    meta |= {"legacy_collection": old.collection} if unreadable else {"drop_pending": old.collection}
+    catalog.rekey(mapping, incomplete, meta)
     finish_pending_drop(catalog, fresh)
     return fresh
 

@@ -292,6 +292,42 @@ class MilvusVectorStore:
             chunks = [_chunk(row["chunk_id"], row) for row in rows]
             yield chunks, np.asarray([row["vector"] for row in rows], dtype=np.float32)
 
+    def scan_vectors(self, batch_size: int = 1000):
+        """Every row with its vector, in batches of (chunks, vectors), paged by primary key with literals
+        this module writes: pymilvus' iterator splices the last id of a page into its next filter
+        unescaped, which fails on ids made before they were hashed ("say \"hi\".txt:0", "back\\slash:0").
+
+        An id with a line break cannot be written as a literal at all; paging then restarts below it
+        and skips what it has seen. Rows it could not reach are ``count() - rows yielded``.
+        """
+        fields = [*CHUNK_FIELDS, "vector"]
+        seen: set[str] = set()
+        bound = ""
+        while True:
+            limit, fresh = min(batch_size, MAX_SEARCH_LIMIT), []
+            while True:
+                rows = self._client.query(
+                    self.collection, filter=bound, output_fields=fields, limit=limit, consistency_level=CONSISTENCY
+                )
+                fresh = [row for row in rows if row["chunk_id"] not in seen]
+                if fresh or len(rows) < limit or limit >= MAX_SEARCH_LIMIT:
+                    break
+                limit = min(limit * 4, MAX_SEARCH_LIMIT)  # a stretch of ids seen already: look further
+            if not rows:
+                return
+            last = max(row["chunk_id"] for row in rows)
+            if fresh:
+                seen.update(row["chunk_id"] for row in fresh)
+                yield (
+                    [_chunk(row["chunk_id"], row) for row in fresh],
+                    np.asarray([row["vector"] for row in fresh], dtype=np.float32),
+                )
+                bound = _after(last, inclusive=False)
+            elif len(rows) < limit:
+                return
+            else:  # more than MAX_SEARCH_LIMIT seen ids below an unwritable one: step over them
+                bound = _after(last, inclusive=True)
+
     def iter_ids(self, batch_size: int = 5000):
         for rows in self._iter_rows(["chunk_id"], batch_size):
             yield [row["chunk_id"] for row in rows]
@@ -369,6 +405,30 @@ def _release_lite(uri: str) -> None:
     from milvus_lite.server_manager import server_manager_instance
 
     server_manager_instance.release_server(path)
+
+
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
+def _key_literal(key: str) -> str:
+    """A double-quoted Milvus string literal of ``key``, which must hold no line break."""
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _after(key: str, inclusive: bool) -> str:
+    """A filter for the keys after ``key`` (the next page), as tight as a literal can say it.
+
+    ``inclusive`` (stepping over a stretch): the keys from the first one that cannot share ``key``'s
+    prefix up to its line break. Otherwise the keys above ``key``, or above the part before its first
+    line break (which a literal cannot hold; the caller skips what comes back twice).
+    """
+    line_break = _LINE_BREAK.search(key)
+    if line_break is None and not inclusive:
+        return f"chunk_id > {_key_literal(key)}"
+    cut = line_break.start() if line_break else len(key)
+    if inclusive and line_break:
+        return f"chunk_id >= {_key_literal(key[:cut] + chr(ord(key[cut]) + 1))}"
+    return f"chunk_id > {_key_literal(key[:cut])}"
 
 
 def _check_ids(chunk_ids: list[str]) -> None:

@@ -8,7 +8,6 @@ re-embedded), then write each file's chunks to the index and the catalog.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from core.embedding import BiEncoder, Progress
 from core.embedding_cache import EmbeddingCache, embed_with_cache
 from core.index_repair import finish_pending_drop, has_unhashed_ids, rebuild_with_hashed_ids, repair
 from core.lexical import LexicalSearch
+from core.locking import FolderLock
 from core.names import name_problem, quoted
 from core.parsing import IngestError, parse_file
 from core.vector_store import MilvusVectorStore, VectorStore, VectorStoreError
@@ -86,14 +86,24 @@ class Workspace:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog(self.folder / "catalog.sqlite")
         self.cache = EmbeddingCache(self.folder / "embeddings.sqlite")
-        self._check_model()
-        self._check_index()
-        self.store = store or self._open_store()
-        # A write cut short (a crash, kill -9) leaves its ids in the catalog's journal: delete them now.
-        repair(self.catalog, self.store)
+        self._lock = FolderLock.for_folder(self.folder)
+        self.store: VectorStore | None = None
+        try:
+            with self._lock:
+                self._check_model()
+                self._check_index()
+                self.store = store or self._open_store()
+                # A write cut short (a crash, kill -9) leaves its ids in the catalog's journal: delete them.
+                repair(self.catalog, self.store)
+        except Exception as exc:
+            self.close()
+            if isinstance(exc, VectorStoreError):
+                raise
+            raise VectorStoreError(
+                f"the index of {self.folder} could not be opened ({type(exc).__name__}: {exc})"
+            ) from exc
         self.lexical = LexicalSearch(self.store)
         self.chunker = Chunker(encoder.tokenizer, settings.chunk_tokens, settings.chunk_overlap)
-        self._lock = threading.RLock()
 
     def _open_store(self) -> MilvusVectorStore:
         # After a rebuild the rows live in a collection of another name; the catalog records which.
@@ -118,6 +128,9 @@ class Workspace:
                 f"the catalog in {self.folder} describes the index {recorded.replace('|', ', collection ')}, "
                 f"not {index.replace('|', ', collection ')}; use another workspace (RERANK_WORKSPACE) for that index"
             )
+        if recorded != index:  # a new index: what a rebuild recorded about the old one no longer applies
+            for key in ("collection", "rebuilds", "drop_pending"):
+                self.catalog.set_meta(key, "")
         self.catalog.set_meta("index", index)
 
     def _check_model(self) -> None:
@@ -176,9 +189,12 @@ class Workspace:
         chunk_tokens: int | None = None,
         chunk_overlap: int | None = None,
     ) -> IngestSummary:
-        """Index ``inputs``; chunk size and overlap default to the workspace settings."""
-        with self._lock:
-            return self._ingest(inputs, progress, self.chunker_for(chunk_tokens, chunk_overlap))
+        """Index ``inputs``; chunk size and overlap default to the workspace settings.
+
+        Parsing, chunking and embedding run unlocked, so other sessions keep searching and opening the
+        index; the folder's write lock is held for the repair and for each file's write only.
+        """
+        return self._ingest(inputs, progress, self.chunker_for(chunk_tokens, chunk_overlap))
 
     def _ingest(self, inputs: list[FileInput], progress: Progress | None, chunker: Chunker) -> IngestSummary:
         started = time.perf_counter()
@@ -186,7 +202,13 @@ class Workspace:
         reports: list[FileReport] = []
         pending: list[tuple[FileReport, list[Chunk], str, int]] = []
         names = Counter(item.name for item in inputs)
-        repair(self.catalog, self.store)
+        try:
+            with self._lock:
+                repair(self.catalog, self.store)
+        except Exception as exc:  # the store is down or refusing writes: nothing can go in
+            for item in inputs:
+                reports.append(FileReport(item.name, "error", error=f"the index cannot be written now ({exc})"))
+            return IngestSummary(reports, time.perf_counter() - started, 0)
         max_name_bytes = self.store.max_name_bytes
         for item in inputs:
             report = FileReport(item.name, "indexed")
@@ -201,7 +223,11 @@ class Workspace:
             content_hash = hashlib.sha256(item.data + f"\x00{chunking}\x00{csv_column}".encode()).hexdigest()
             previous = self.catalog.get(item.name)
             if previous and previous.content_hash == content_hash:
-                missing = self._missing_rows(item.name)
+                try:
+                    missing = self._missing_rows(item.name)
+                except Exception as exc:  # the store could not say: this file's problem, not the upload's
+                    report.status, report.error = "error", f"the index could not be read ({type(exc).__name__}: {exc})"
+                    continue
                 if not missing:
                     report.status, report.documents, report.chunks = "unchanged", previous.documents, previous.chunks
                     continue
@@ -245,7 +271,8 @@ class Workspace:
             report.duplicates = int(repeats[offset : offset + len(chunks)].sum())
             offset += len(chunks)
             try:
-                self._replace(report, chunks, file_vectors, content_hash, size, chunking)
+                with self._lock:
+                    self._replace(report, chunks, file_vectors, content_hash, size, chunking)
             except Exception as exc:
                 report.status, report.error = (
                     "error",
@@ -276,10 +303,17 @@ class Workspace:
         first, so a crash before the catalog write is rolled back by ``repair`` on the next open.
         """
         new_ids = [c.chunk_id for c in chunks]
-        added = sorted(set(new_ids) - set(self.catalog.chunk_ids(report.source)))
+        old_ids = set(self.catalog.chunk_ids(report.source))
+        added = sorted(set(new_ids) - old_ids)
+        # Rows the old version already holds are identical (ids hash the text) and stay untouched: an
+        # upsert may delete before it inserts, and those ids are not in the journal. Missing ones are
+        # written again (a file called unchanged whose rows the store lost).
+        present = self.store.present(sorted(old_ids & set(new_ids)))
+        writes = [i for i, cid in enumerate(new_ids) if cid not in present]
         self.catalog.mark_unowned(added)
         try:
-            self.store.upsert(chunks, vectors)
+            if writes:
+                self.store.upsert([chunks[i] for i in writes], vectors[writes])
         except Exception:
             # Batches written before the failure would be orphans the catalog cannot list or delete.
             try:
@@ -307,17 +341,19 @@ class Workspace:
                 self.catalog.clear_unowned(released)
 
     def delete(self, source: str) -> int:
-        """Remove a file's chunks from the index; returns how many chunks went."""
+        """Remove a file's chunks from the index; returns how many chunks went.
+
+        The file's ids go into the journal first; ``repair`` then deletes them from the store and forgets
+        the file. If the store fails midway, the next open or write finishes the deletion.
+        """
         with self._lock:
-            repair(self.catalog, self.store)
             ids = self.catalog.chunk_ids(source)
-            self.catalog.mark_unowned(ids)  # a crash from here on finishes the deletion on the next open
-            # If the store fails midway, the journal finishes the deletion on the next open or write.
-            self.store.delete(ids)
-            self.catalog.forget(source)
+            self.catalog.mark_unowned(ids)
+            repair(self.catalog, self.store)
             return len(ids)
 
     def close(self) -> None:
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
         self.catalog.close()
         self.cache.close()

@@ -61,12 +61,27 @@ def arm(point: str) -> None:
         raise SystemExit(f"unknown point {point}")
 
 
+def announce_first_write() -> None:
+    """Print "writing" when the first upsert starts, so a parent can kill inside the write phase."""
+    from core.vector_store import MilvusVectorStore
+
+    upsert = MilvusVectorStore.upsert
+
+    def announced(self, chunks, vectors):
+        MilvusVectorStore.upsert = upsert
+        print("writing", flush=True)
+        upsert(self, chunks, vectors)
+
+    MilvusVectorStore.upsert = announced
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("workspace", type=Path)
     parser.add_argument("command", choices=["index", "delete"])
     parser.add_argument("target")
     parser.add_argument("--kill-at")
+    parser.add_argument("--announce-writes", action="store_true", help='print "writing" at the first store write')
     args = parser.parse_args()
     from core.config import Settings
     from core.embedding import BiEncoder
@@ -76,6 +91,8 @@ def main() -> None:
     workspace = Workspace(settings, BiEncoder(backend="torch"))
     if args.kill_at:
         arm(args.kill_at)
+    if args.announce_writes:
+        announce_first_write()
     print("ready", flush=True)
     if args.command == "index":
         summary = workspace.ingest_paths([Path(args.target)])

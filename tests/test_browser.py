@@ -276,11 +276,22 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
         uploader.get_by_role("button", name="Index 150 file(s)").click()
 
         viewers = [browser.new_context().new_page() for _ in range(3)]
+        # One viewer picks another embedding runtime: the app opens a second Workspace on the same index
+        # while the upload writes to it, and that one must neither repair the upload away nor wait for it.
+        switcher = viewers[0]
+        switcher.goto(f"{demo_server}/search")
+        switcher.get_by_role("combobox", name="Embedding runtime").click()
+        switcher.get_by_role("option", name="torch", exact=True).click()
         searches = 0
         while not uploader.get_by_text("150 indexed", exact=False).is_visible():
             for n, page in enumerate(viewers):
                 query = queries[(searches + n) % len(queries)]
-                page.goto(f"{demo_server}/search?" + urlencode({"q": query}))
+                if page is switcher:  # a new page load would be a new session with the default runtime
+                    page.get_by_role("textbox", name="Query").fill(query)
+                    page.get_by_role("button", name="Search", exact=True).click()
+                    expect(page).to_have_url(re.compile(re.escape(urlencode({"q": query}))))
+                else:
+                    page.goto(f"{demo_server}/search?" + urlencode({"q": query}))
                 expect(page.get_by_role("heading", name="Reranked by model")).to_be_visible()
                 expect(page.get_by_text("P(relevant)").first).to_be_visible()
                 assert page.locator("[data-testid=stException]").count() == 0
@@ -288,6 +299,7 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
             searches += len(viewers)
             assert searches < 300, "the upload never finished"
         assert searches >= 3  # viewers searched while the upload ran
+        expect(switcher.get_by_text("Embedding path: cpu · float32")).to_be_visible()  # the second Workspace
         expect(uploader.get_by_text("150 indexed, 0 unchanged, 0 failed", exact=False)).to_be_visible()
         assert uploader.locator("[data-testid=stException]").count() == 0
 

@@ -21,6 +21,8 @@ def test_an_uploaded_dataset_lands_in_its_own_folder_whatever_its_name(settings,
     assert sorted(p.name for p in settings.workspace.iterdir()) == [UPLOADED]  # nothing beside it
 
 
-def test_slugs_keep_readable_names():
+def test_slugs_keep_readable_names_and_never_collide():
     assert dataset_slug("my-dataset_v2") == "my-dataset_v2"
-    assert dataset_slug("scifact (test).v1") == "scifact_test_v1"
+    assert dataset_slug("scifact (test).v1").startswith("scifact_test_v1-")
+    names = ["a b", "a.b", "a_b", "名前", "データ", "", "..", "."]
+    assert len({dataset_slug(n) for n in names}) == len(names)

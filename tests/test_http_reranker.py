@@ -422,3 +422,29 @@ def test_a_key_a_server_quotes_back_is_blanked(serve):
     with pytest.raises(RerankServerError) as error:
         client(server, api_key="wrong-key-42").score(QUERY, DOCUMENTS[:1])
     assert "wrong-key-42" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "basic"),
+    [
+        ("http://user:p#ss@gpu:8080/v1", "http://***@gpu:8080/v1", "user:p#ss"),
+        ("http://user:p?ss@gpu:8080", "http://***@gpu:8080", "user:p?ss"),
+        ("http://user:p%2Fss@[::1]:8080/v1?key=k1#frag", "http://***@[::1]:8080/v1?key=***", "user:p/ss"),
+        ("http://gpu:8080/v1/models@v2", "http://gpu:8080/v1/models@v2", None),
+    ],
+)
+def test_credentials_are_split_from_the_raw_url(url, shown, basic):
+    import base64
+
+    from core.http_reranker import redact_url, split_credentials
+
+    assert redact_url(url) == shown
+    bare, header = split_credentials(url)
+    assert "ss" not in bare.split("/")[2] and (header == f"Basic {base64.b64encode(basic.encode()).decode()}"
+                                              if basic else header is None)  # fmt: skip
+
+
+def test_a_url_whose_password_mangles_the_port_is_refused_without_showing_it():
+    with pytest.raises(ValueError) as error:
+        HttpReranker("http://user:zq/x9@gpu:8080", MODEL)
+    assert "zq" not in str(error.value) and "x9" not in str(error.value) and "percent-encoded" in str(error.value)

@@ -252,3 +252,31 @@ def test_text_output_quotes_names():
     from core.workspace import FileReport
 
     assert FileReport("a\nb.txt", "error", error="bad").message == '"a\\nb.txt": bad'
+
+
+def test_a_new_version_writes_only_the_chunks_that_changed(workspace):
+    paragraphs = [f"Paragraph {i} on the term structure of interest rates and its shape." * 6 for i in range(5)]
+    workspace.ingest([FileInput("curve.md", "\n\n".join(paragraphs).encode())])
+    before = set(workspace.catalog.chunk_ids("curve.md"))
+    written: list[str] = []
+    upsert = workspace.store.upsert
+
+    def recording_upsert(chunks, vectors):  # the real store, with the ids it is asked to write noted
+        written.extend(c.chunk_id for c in chunks)
+        upsert(chunks, vectors)
+
+    workspace.store.upsert = recording_upsert
+    paragraphs[-1] = "A new closing paragraph about inverted yield curves." * 6
+    workspace.ingest([FileInput("curve.md", "\n\n".join(paragraphs).encode())])
+    after = set(workspace.catalog.chunk_ids("curve.md"))
+    assert before & after and set(written) == after - before  # rows both versions share are left alone
+    _catalog_equals_store(workspace)
+
+
+def test_an_index_that_stops_answering_fails_the_files_not_the_upload(settings, encoder):
+    ws = Workspace(settings, encoder)
+    ws.ingest([FileInput("a.txt", GOOD_TEXT.encode())])
+    ws.store._client.close()  # the real client, gone: every call now raises
+    reports = ws.ingest([FileInput("a.txt", GOOD_TEXT.encode()), FileInput("b.txt", b"Another text.")]).reports
+    assert [r.status for r in reports] == ["error", "error"]
+    assert "could not be read" in reports[0].error and "could not be written" in reports[1].error

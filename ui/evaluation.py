@@ -65,7 +65,7 @@ def show_evaluation(evaluation: Evaluation, key: str) -> None:
         f"gain. BM25 by {md(settings.get('lexical_engine', 'BM25'))}; hybrid RRF with k=60; hybrid weighted: "
         f"{md(settings.get('first_stage_label')) if evaluation.baseline == 'hybrid_weighted' else '0.5 × min-max dense + 0.5 × min-max BM25'}. "
         "Recall@100 of a first stage is the ceiling for reranking it. "
-        f"Lift = reranked − {STAGE_LABELS.get(evaluation.baseline, evaluation.baseline)} per query; CI from 10,000 "
+        f"Lift = reranked − {md(STAGE_LABELS.get(evaluation.baseline, evaluation.baseline))} per query; CI from 10,000 "
         "paired bootstrap resamples of queries; p from a two-sided paired randomization test."
     )
 
@@ -78,7 +78,7 @@ def show_evaluation(evaluation: Evaluation, key: str) -> None:
     downloads = st.columns(len(evaluation.stages) + 1)
     for column, stage in zip(downloads, evaluation.stages):
         column.download_button(
-            f"{STAGE_LABELS.get(stage, stage).capitalize()} run (TREC)",
+            f"{md(STAGE_LABELS.get(stage, stage).capitalize())} run (TREC)",
             evaluation.trec_run(stage),
             f"{stage}.run",
             key=f"dl_{stage}_{key}",

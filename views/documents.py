@@ -103,7 +103,7 @@ else:
     runtimes = sorted({f.embedded_with for f in files})
     if len(runtimes) > 1:
         st.caption(
-            f"The index holds vectors from {len(runtimes)} embedding runtimes ({', '.join(runtimes)}); they agree "
+            f"The index holds vectors from {len(runtimes)} embedding runtimes ({md(', '.join(runtimes))}); they agree "
             "to a cosine of about 0.999 or better. Upload a file again to re-embed it with the current runtime."
         )
     doomed = st.selectbox(
