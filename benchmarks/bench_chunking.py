@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.chunking import Chunker  # noqa: E402
 from core.demo import SHARED_DATASETS  # noqa: E402
-from core.embedding import resolve_bi_encoder_path  # noqa: E402
-from core.parsing import ParsedDocument, Section  # noqa: E402
+from core.embedding.bi_encoder import resolve_bi_encoder_path
+from core.ingest.chunking import Chunker
+from core.ingest.parsing import ParsedDocument, Section
 
 KINDS = ("prose", "line", "cjk", "punct", "blob")
 

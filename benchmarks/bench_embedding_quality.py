@@ -28,9 +28,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from core.config import Settings
-    from core.datasets import load_dataset
-    from core.embedding import BiEncoder
+    from core.embedding.bi_encoder import BiEncoder
     from core.eval_runner import run_dataset_evaluation
+    from core.evaluation.datasets import load_dataset
+    from core.retrieval.pipeline import Pipeline
 
     encoders = {"fp32": BiEncoder(dtype="float32"), "fast": BiEncoder(dtype=args.dtype, backend=args.backend)}
     print(f"fast path: {encoders['fast'].path}")
@@ -41,8 +42,8 @@ def main() -> None:
         for label, encoder in encoders.items():
             settings = Settings(workspace=Path(tempfile.mkdtemp(prefix=f"quality-{label}-")))
             started = time.perf_counter()
-            evaluation, ingest = run_dataset_evaluation(settings, encoder, dataset, None, k=args.k, rerank_depth=0)
-            means = evaluation.means("bi_encoder")
+            evaluation, ingest = run_dataset_evaluation(settings, encoder, dataset, Pipeline(), None, k=args.k)
+            means = evaluation.means("dense")
             ndcg[label] = means["ndcg@10"]
             print(
                 f"{name:10s} {label:5s} {means['ndcg@10']:8.4f} {means['recall@100']:7.4f} "

@@ -75,8 +75,8 @@ def main() -> None:
     import torch
 
     from core.config import Settings
-    from core.embedding import BiEncoder
-    from core.workspace import Workspace
+    from core.embedding.bi_encoder import BiEncoder
+    from core.ingest.workspace import Workspace
 
     folder = Path(args.workspace or tempfile.mkdtemp(prefix="bench-"))
     encoder = BiEncoder(dtype=args.dtype, backend=args.backend)
@@ -91,7 +91,7 @@ def main() -> None:
 
 
 def ingest(workspace, n_chunks: int) -> None:
-    from core.workspace import FileInput
+    from core.ingest.workspace import FileInput
 
     files = build_corpus(n_chunks)
     last = [0.0]
@@ -110,15 +110,19 @@ def ingest(workspace, n_chunks: int) -> None:
 
 
 def time_queries(args, encoder, workspace) -> None:
-    from core.reranker import load_reranker
-    from core.search import add_reranking, first_stage
+    from core.rerank.local import load_reranker
+    from core.retrieval.first_stage import Retriever
+    from core.retrieval.pipeline import Pipeline
+    from core.retrieval.search import add_reranking
 
     reranker = None if args.reranker == "none" else load_reranker(args.reranker)
+    retriever = Retriever(encoder, workspace.store, workspace.lexical)
+    pipeline = Pipeline(reranker=reranker.model_id if reranker else None, rerank_depth=args.rerank_depth)
     for warm in _queries(3):
-        first_stage(warm, encoder, workspace.store, args.k)
+        retriever.first_stage(warm, pipeline, args.k)
     timings: dict[str, list[float]] = {}
     for query in _queries(args.queries):
-        result = first_stage(query, encoder, workspace.store, args.k, args.rerank_depth)
+        result = retriever.first_stage(query, pipeline, args.k)
         if reranker:
             add_reranking(result, reranker)
         for stage, ms in result.timings_ms.items():

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from core.config import EMBED_BACKENDS, Settings
 from core.demo import SHARED_DATASETS
-from core.names import quoted
-from core.search import DEFAULT_K, DEFAULT_RERANK_DEPTH, FUSIONS, MODES, FirstStage, movement_label
+from core.errors import ExplorerError, SettingsError
+from core.ingest.names import quoted
+from core.retrieval.pipeline import DEFAULT_K, DEFAULT_RERANK_DEPTH, FUSIONS, MODES, FirstStage, Pipeline
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +48,10 @@ def _unit_interval(text: str) -> float:
     return value
 
 
-def _stage(args) -> FirstStage:
-    return FirstStage(args.first_stage, args.fusion, args.dense_weight)
+def _pipeline(args, settings: Settings, depth: int) -> Pipeline:
+    reranker = None if settings.reranker.lower() == "none" else settings.reranker
+    stage = FirstStage(args.first_stage, args.fusion, args.dense_weight)
+    return Pipeline(stage, reranker, max(0, depth), args.instruction)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     _first_stage_options(evaluate)
     _common(evaluate)
 
+    _bench_commands(commands)
+    listing = commands.add_parser("list", help="list indexed files")
+    _common(listing)
+    delete = commands.add_parser("delete", help="remove an indexed file")
+    delete.add_argument("source")
+    _common(delete)
+    return parser
+
+
+def _bench_commands(commands) -> None:
     bench = commands.add_parser("bench-embed", help="our embedding path against sentence-transformers fp32")
     bench.add_argument(
         "--dataset",
@@ -100,19 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     _common(bench)
 
-    bench_rerank = commands.add_parser(
-        "bench-rerank", help="our reranker engine against CrossEncoder.predict on a zerank-2-shaped model"
+    # Its options are the benchmark's own (python -m core bench-rerank --help): the module loads only when run.
+    commands.add_parser(
+        "bench-rerank",
+        help="our reranker engine against CrossEncoder.predict on a zerank-2-shaped model",
+        add_help=False,
     )
-    from core.bench_rerank import add_arguments as bench_rerank_arguments
-
-    bench_rerank_arguments(bench_rerank)
-
-    listing = commands.add_parser("list", help="list indexed files")
-    _common(listing)
-    delete = commands.add_parser("delete", help="remove an indexed file")
-    delete.add_argument("source")
-    _common(delete)
-    return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -122,34 +128,36 @@ def _settings(args: argparse.Namespace) -> Settings:
         device=args.device,
         dtype=args.dtype,
         embed_backend=args.embed_backend,
-        reranker=getattr(args, "reranker", None),
+        reranker=vars(args).get("reranker"),
     )
 
 
 def _open(settings: Settings):
-    from core.embedding import BiEncoder
-    from core.workspace import Workspace
+    from core.embedding.bi_encoder import BiEncoder
+    from core.ingest.workspace import Workspace
 
     return Workspace(settings, BiEncoder(settings.bi_encoder, settings.device, settings.dtype, settings.embed_backend))
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench-rerank"]:  # its own --device/--dtype; no workspace or models from the settings
+        from core.bench.rerank import main as bench_rerank
+
+        return bench_rerank(argv[1:])
     args = build_parser().parse_args(argv)
-    if args.command == "bench-rerank":  # its own --device/--dtype; no workspace or models from the settings
-        from core.bench_rerank import run as bench_rerank
-
-        return bench_rerank(args)
-    settings = _settings(args)
-    from core.embedding import BiEncoderLoadError
-    from core.vector_store import VectorStoreError
-
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "eval":
         return _eval(args, settings)
     if args.command == "bench-embed":
         return _bench_embed(args, settings)
     try:
         workspace = _open(settings)
-    except (BiEncoderLoadError, VectorStoreError, ValueError) as exc:
+    except (ExplorerError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -201,44 +209,43 @@ def _index(args, workspace) -> int:
 
 def _load_reranker(args, settings):
     """(reranker, None) or (None, why not): a reranker that cannot load never stops the first stage."""
-    from core.backends import open_reranker
-    from core.reranker import RerankerLoadError
+    from core.rerank.base import RerankerLoadError
+    from core.rerank.factory import open_reranker
 
-    if (args.reranker or "").lower() == "none":
+    if settings.reranker.lower() == "none":
         return None, "reranking disabled (--reranker none)"
     try:
-        return open_reranker(settings.reranker, settings.device, settings.dtype), None
+        return open_reranker(settings), None
     except RerankerLoadError as exc:
         return None, str(exc)
 
 
 def _eval(args, settings) -> int:
-    from core.datasets import DatasetError, load_dataset
-    from core.embedding import BiEncoder, BiEncoderLoadError
+    from core.embedding.bi_encoder import BiEncoder
     from core.eval_runner import evaluations, run_dataset_evaluation
-    from core.vector_store import VectorStoreError
+    from core.evaluation.datasets import load_dataset
 
     try:
         dataset = load_dataset(args.dataset, qrels_path=args.qrels)
         encoder = BiEncoder(settings.bi_encoder, settings.device, settings.dtype, settings.embed_backend)
-    except (DatasetError, BiEncoderLoadError) as exc:
+    except ExplorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for problem in dataset.problems[:20]:
         print(f"warning: {problem}", file=sys.stderr)
     reranker, error = _load_reranker(args, settings)
-    if error and (args.reranker or "").lower() != "none":
+    if error and settings.reranker.lower() != "none":
         print(f"warning: {error}", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         print(f"\rqueries {done}/{total}", end="", file=sys.stderr, flush=True)
 
     try:
+        pipeline = _pipeline(args, settings, args.k if args.rerank_depth is None else args.rerank_depth)
         evaluation, ingest = run_dataset_evaluation(
-            settings, encoder, dataset, reranker, k=args.k, rerank_depth=args.rerank_depth,
-            reranker_error=error, progress=progress, first_stage=_stage(args), instruction=args.instruction,
-        )  # fmt: skip
-    except (VectorStoreError, DatasetError) as exc:
+            settings, encoder, dataset, pipeline, reranker, k=args.k, reranker_error=error, progress=progress
+        )
+    except ExplorerError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 2
     print(file=sys.stderr)
@@ -274,7 +281,7 @@ def _eval(args, settings) -> int:
 
 
 def _bench_embed(args, settings) -> int:
-    from core.bench_embed import bench_embed
+    from core.bench.embed import bench_embed
 
     if not (args.dataset / "corpus.jsonl").is_file():
         print(f"error: {args.dataset} has no corpus.jsonl", file=sys.stderr)
@@ -300,17 +307,17 @@ def _bench_embed(args, settings) -> int:
 
 
 def _search(args, workspace) -> int:
-    from core.search import run_search
+    from core.retrieval.first_stage import Retriever
+    from core.retrieval.search import search
 
-    reranker, error = _load_reranker(args, workspace.settings)
-    result = run_search(
-        args.query, workspace.encoder, workspace.store, reranker, args.k, args.rerank_depth, error,
-        stage=_stage(args), lexical=workspace.lexical, instruction=args.instruction,
-    )  # fmt: skip
+    settings = workspace.settings
+    reranker, error = _load_reranker(args, settings)
+    retriever = Retriever(workspace.encoder, workspace.store, workspace.lexical)
+    result = search(args.query, _pipeline(args, settings, args.rerank_depth), retriever, reranker, args.k, error)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
         return 0
-    lists = [("bi-encoder (cosine)", result.bi_encoder)]
+    lists = [("dense (cosine)", result.dense)]
     if result.first_stage.mode != "dense":
         lists.append((f"BM25 ({result.lexical_engine})", result.bm25))
     if result.first_stage.mode == "hybrid":
@@ -320,9 +327,10 @@ def _search(args, workspace) -> int:
         for r in items[:10]:
             print(f"  {r.rank:3d}  {r.score:.4g}  {r.chunk.location(quoted)}")
     if result.reranked:
-        print(f"reranked by {result.reranker} ({result.probability_label}), from {result.first_stage.label}:")
+        print(f"reranked by {result.reranker}, from {result.first_stage.label}:")
+        print(f"  probability {result.calibration.formula}: {result.calibration.reason}")
         for r in result.reranked[:10]:
-            label = movement_label(r.movement, r.rank, r.first_stage_rank)
+            label = r.movement_label()
             print(
                 f"  {r.rank:3d}  p={r.probability:.3f}  logit={r.logit:+.2f}  {label:>18}  {r.chunk.location(quoted)}"
             )

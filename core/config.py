@@ -1,14 +1,18 @@
-"""Settings for the explorer: model ids, device, workspace, vector store URI.
+"""Settings for the explorer: every environment variable it reads, read here and nowhere else.
 
-Every setting has a default that works offline on a laptop and can be overridden by an environment
-variable, so the CLI, the Streamlit app and the tests share one source of configuration.
+Every setting has a default that works offline on a laptop; core functions take the values, never the
+environment, so the CLI, the Streamlit app and the tests share one source of configuration.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from core.errors import SettingsError
 
 DEFAULT_BI_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_RERANKER = "zeroentropy/zerank-2-reranker"
@@ -37,12 +41,38 @@ ENV = {
     "max_file_mb": "RERANK_MAX_FILE_MB",
     "allowed_bi_encoders": "RERANK_ALLOWED_BI_ENCODERS",
     "allowed_rerankers": "RERANK_ALLOWED_RERANKERS",
+    "rerank_engine": "RERANK_ENGINE",
+    "prob_temperature": "RERANK_PROB_TEMPERATURE",
+    "confirm_seconds": "RERANK_CONFIRM_SECONDS",
+    "dataset_roots": "RERANK_DATASETS",
 }
+
+# How the local reranker scores: "auto" uses core.rerank.engine where the model allows it, else predict;
+# "engine" insists on the engine; "predict" is plain CrossEncoder.predict.
+SCORING_ENGINES = ("auto", "engine", "predict")
 
 
 def _names(raw: str) -> tuple[str, ...]:
     """A comma-separated list of model ids or paths."""
     return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _folders(raw: str) -> tuple[Path, ...]:
+    """Folders separated as PATH separates them (":" here, ";" on Windows)."""
+    return tuple(Path(part) for part in raw.split(os.pathsep) if part)
+
+
+def _engine(raw: str) -> str:
+    if raw not in SCORING_ENGINES:
+        raise ValueError(f"use one of {', '.join(SCORING_ENGINES)}")
+    return raw
+
+
+def _positive(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("it must be a number above 0")
+    return value
 
 
 _FIELD_TYPES = {
@@ -52,7 +82,89 @@ _FIELD_TYPES = {
     "max_file_mb": float,
     "allowed_bi_encoders": _names,
     "allowed_rerankers": _names,
+    "rerank_engine": _engine,
+    "prob_temperature": _positive,
+    "confirm_seconds": float,
+    "dataset_roots": _folders,
 }
+
+
+# A rerank server (core.rerank.http.HttpReranker): set RERANK_SERVER_URL and the app scores there.
+SERVER_ENV = {
+    "url": "RERANK_SERVER_URL",
+    "api": "RERANK_SERVER_API",
+    "api_key": "RERANK_SERVER_KEY",
+    "model": "RERANK_SERVER_MODEL",
+    "score_kind": "RERANK_SERVER_SCORE_KIND",
+    "score_scale": "RERANK_SERVER_SCORE_SCALE",
+    "preformat": "RERANK_SERVER_PREFORMAT",
+    "timeout": "RERANK_SERVER_TIMEOUT",
+    "max_retries": "RERANK_SERVER_RETRIES",
+    "max_documents_per_request": "RERANK_SERVER_MAX_DOCS",
+    "max_request_bytes": "RERANK_SERVER_MAX_BYTES",
+    "concurrency": "RERANK_SERVER_CONCURRENCY",
+    "extra_body": "RERANK_SERVER_EXTRA",
+}
+_SERVER_TYPES = {
+    "score_scale": float,
+    "timeout": float,
+    "max_retries": int,
+    "max_documents_per_request": int,
+    "max_request_bytes": int,
+    "concurrency": int,
+}
+# Values that may hold secrets: an error says which variable is wrong, never what it holds.
+_SECRET = ("api_key", "extra_body")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The rerank server's settings; ``url`` empty means rerank in this process. Unset values are None."""
+
+    url: str = field(default="", repr=False)  # may carry credentials
+    api: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    model: str | None = None
+    score_kind: str | None = None
+    score_scale: float | None = None
+    preformat: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    max_documents_per_request: int | None = None
+    max_request_bytes: int | None = None
+    concurrency: int | None = None
+    extra_body: str | None = field(default=None, repr=False)  # a JSON object, kept as text so settings hash
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        for name, var in SERVER_ENV.items():
+            raw = env.get(var, "").strip()
+            if not raw:
+                continue
+            try:
+                values[name] = _SERVER_TYPES.get(name, str)(raw)
+            except ValueError as exc:
+                shown = "(value not shown)" if name in _SECRET else repr(raw)
+                raise SettingsError(f"{var}={shown} is not valid: {exc}") from None
+        for name in ("api", "score_kind", "preformat"):
+            if name in values:
+                values[name] = values[name].lower()
+        if values.get("preformat") in ("none", "off"):
+            values.pop("preformat")
+        if "extra_body" in values:
+            try:
+                body = json.loads(values["extra_body"])
+            except ValueError as exc:
+                raise SettingsError(f"{SERVER_ENV['extra_body']}=(value not shown) is not valid: {exc}") from None
+            if not isinstance(body, dict):
+                raise SettingsError(f"{SERVER_ENV['extra_body']} must be a JSON object")
+        return cls(**values)
+
+    @property
+    def extra(self) -> dict:
+        return json.loads(self.extra_body) if self.extra_body else {}
 
 
 @dataclass(frozen=True)
@@ -73,14 +185,25 @@ class Settings:
     # A shared deployment lists the models its users may pick; empty lets anyone type any id or path.
     allowed_bi_encoders: tuple[str, ...] = ()
     allowed_rerankers: tuple[str, ...] = ()
+    rerank_engine: str = "auto"  # one of SCORING_ENGINES
+    prob_temperature: float | None = None  # overrides the calibration detected from the reranker's files
+    confirm_seconds: float = 15.0  # reranking on a CPU expected to take longer waits for the user's go-ahead
+    dataset_roots: tuple[Path, ...] = ()  # more folders of judged datasets, besides the shared and uploaded ones
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """The environment's settings, then ``overrides``; raises SettingsError naming a bad variable."""
+        env = os.environ if environ is None else environ
         values: dict = {}
         for name, var in ENV.items():
-            raw = os.environ.get(var, "")
+            raw = env.get(var, "")
             if raw:
-                values[name] = _FIELD_TYPES.get(name, str)(raw)
+                try:
+                    values[name] = _FIELD_TYPES.get(name, str)(raw)
+                except ValueError as exc:
+                    raise SettingsError(f"{var}={raw!r} is not valid: {exc}") from None
+        values["server"] = ServerSettings.from_env(env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "workspace" in values:
             values["workspace"] = Path(values["workspace"])
@@ -94,7 +217,7 @@ class Settings:
             **{name: _names(os.environ.get(ENV[name], "")) for name in ("allowed_bi_encoders", "allowed_rerankers")}
         )
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @property

@@ -1,19 +1,28 @@
-"""Running an evaluation end to end: index the dataset's corpus in its own collection, then evaluate."""
+"""Running an evaluation end to end: index a dataset's corpus in a workspace of its own, then evaluate.
+
+This is the top floor beside ``core.cli``: it composes ingest (a workspace) with evaluation, which is why
+it is not inside ``core/evaluation/`` (evaluation never imports ingest).
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
 from core.config import Settings
-from core.datasets import JudgedDataset
-from core.embedding import BiEncoder, Progress
-from core.evaluation import EvalProgress, Evaluation, EvaluationStore, evaluate
-from core.reranker import Reranker
-from core.search import FirstStage
-from core.workspace import IngestSummary, Workspace
+from core.demo import DEMO_JUDGMENTS, SHARED_DATASETS
+from core.embedding.bi_encoder import BiEncoder, Progress
+from core.evaluation.datasets import JudgedDataset, dataset_from_labels
+from core.evaluation.evaluate import EvalProgress, evaluate
+from core.evaluation.labels import LabelStore, document_key
+from core.evaluation.report import Evaluation
+from core.evaluation.store import EvaluationStore
+from core.ingest.workspace import IngestSummary, Workspace
+from core.rerank.base import Reranker
+from core.rerank.estimate import estimate_seconds
+from core.retrieval.first_stage import Retriever
+from core.retrieval.pipeline import Pipeline
 
 
 def dataset_workspace(settings: Settings, encoder: BiEncoder, dataset: JudgedDataset) -> Workspace:
@@ -41,35 +50,22 @@ def run_dataset_evaluation(
     settings: Settings,
     encoder: BiEncoder,
     dataset: JudgedDataset,
+    pipeline: Pipeline,
     reranker: Reranker | None,
     *,
     k: int,
-    rerank_depth: int | None,
     reranker_error: str | None = None,
     embed_progress: Progress | None = None,
     progress: EvalProgress | None = None,
     should_stop=lambda: False,
-    first_stage: FirstStage | None = None,
-    instruction: str = "",
 ) -> tuple[Evaluation, IngestSummary]:
     workspace = dataset_workspace(settings, encoder, dataset)
     try:
         ingest = index_corpus(workspace, dataset, embed_progress)
-        evaluation = evaluate(
-            dataset,
-            encoder,
-            workspace.store,
-            reranker,
-            k=k,
-            rerank_depth=rerank_depth,
-            progress=progress,
-            should_stop=should_stop,
+        evaluation = evaluate_in(
+            workspace, dataset, pipeline, reranker, k=k, progress=progress, should_stop=should_stop,
             reranker_error=reranker_error,
-            settings=describe(settings, encoder, reranker, workspace),
-            first_stage=first_stage,
-            lexical=workspace.lexical,
-            instruction=instruction,
-        )
+        )  # fmt: skip
     finally:
         workspace.close()
     evaluation.problems = [r.message for r in ingest.reports if r.status == "error"] + evaluation.problems
@@ -78,18 +74,18 @@ def run_dataset_evaluation(
 
 def estimate_evaluation_seconds(n_queries: int, rerank_depth: int, reranker: Reranker) -> float:
     """A rough time for the reranking part: about 1.5 chunks per document and 300 tokens per pair."""
-    from core.reranker import estimate_seconds
-
     pairs = int(n_queries * rerank_depth * 1.5)
     return estimate_seconds(pairs, 300, reranker.params, reranker.measured_pairs_per_second)
 
 
-def describe(settings: Settings, encoder: BiEncoder, reranker: Reranker | None, workspace: Workspace) -> dict:
+def describe(encoder: BiEncoder, reranker: Reranker | None, workspace: Workspace) -> dict:
     return {
         "bi_encoder": encoder.model_id,
         "reranker": reranker.model_id if reranker else None,
         "probability": reranker.probability_label if reranker else None,
-        "device": reranker.device if reranker else encoder.device,
+        "calibration": reranker.calibration.to_json() if reranker else None,
+        "reranker_runs": reranker.describe() if reranker else None,
+        "device": encoder.device,
         "chunk_tokens": workspace.chunker.max_tokens,
         "chunk_overlap": workspace.chunker.overlap,
     }
@@ -100,10 +96,7 @@ UPLOADED = "uploaded-datasets"
 
 def dataset_folders(settings: Settings) -> list[Path]:
     """Judged datasets on offer: the demo judgments, ../shared/datasets, RERANK_DATASETS, uploads."""
-    from core.demo import DEMO_JUDGMENTS, SHARED_DATASETS
-
-    roots = [SHARED_DATASETS, settings.workspace / UPLOADED]
-    roots += [Path(p) for p in os.environ.get("RERANK_DATASETS", "").split(os.pathsep) if p]
+    roots = [SHARED_DATASETS, settings.workspace / UPLOADED, *settings.dataset_roots]
     folders = [DEMO_JUDGMENTS]
     for root in roots:
         if root.is_dir():
@@ -136,33 +129,27 @@ def save_uploaded_dataset(settings: Settings, name: str, corpus: bytes, queries:
 
 def run_label_evaluation(
     workspace: Workspace,
+    pipeline: Pipeline,
     reranker: Reranker | None,
     *,
     k: int,
-    rerank_depth: int | None,
     reranker_error: str | None = None,
     progress: EvalProgress | None = None,
-    first_stage: FirstStage | None = None,
-    instruction: str = "",
 ) -> Evaluation:
     """The user's labelled queries, evaluated on the explorer's own index."""
-    from core.datasets import dataset_from_labels
-    from core.labels import LabelStore, document_key
-
     labels = LabelStore(workspace.folder)
     dataset = dataset_from_labels("my labels", workspace.folder, labels.queries(), labels.qrels())
-    return evaluate(
-        dataset,
-        workspace.encoder,
-        workspace.store,
-        reranker,
-        k=k,
-        rerank_depth=rerank_depth,
-        doc_key=document_key,
-        progress=progress,
+    return evaluate_in(
+        workspace, dataset, pipeline, reranker, k=k, doc_key=document_key, progress=progress,
         reranker_error=reranker_error,
-        settings=describe(workspace.settings, workspace.encoder, reranker, workspace),
-        first_stage=first_stage,
-        lexical=workspace.lexical,
-        instruction=instruction,
+    )  # fmt: skip
+
+
+def evaluate_in(
+    workspace: Workspace, dataset: JudgedDataset, pipeline: Pipeline, reranker: Reranker | None, **options
+) -> Evaluation:
+    """``evaluate`` on a workspace's index, its settings recorded with the evaluation."""
+    retriever = Retriever(workspace.encoder, workspace.store, workspace.lexical)
+    return evaluate(
+        dataset, retriever, pipeline, reranker, settings=describe(workspace.encoder, reranker, workspace), **options
     )

@@ -17,7 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def encoder():
-    from core.embedding import BiEncoder
+    from core.embedding.bi_encoder import BiEncoder
 
     return BiEncoder()
 
@@ -26,7 +26,8 @@ def encoder():
 def tiny_zerank_path(tmp_path_factory) -> Path:
     from tests.tiny_zerank import build_tiny_zerank
 
-    return build_tiny_zerank(tmp_path_factory.mktemp("tiny-zerank") / "model")
+    # A folder name that says nothing of zerank: the calibration must come from the model's own files.
+    return build_tiny_zerank(tmp_path_factory.mktemp("models") / "reranker")
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def workspace(settings, encoder):
-    from core.workspace import Workspace
+    from core.ingest.workspace import Workspace
 
     ws = Workspace(settings, encoder)
     yield ws

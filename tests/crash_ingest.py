@@ -27,8 +27,8 @@ def die() -> None:
 
 
 def arm(point: str) -> None:
-    from core.catalog import Catalog
-    from core.vector_store import MilvusVectorStore
+    from core.index.milvus import MilvusVectorStore
+    from core.ingest.catalog import Catalog
 
     if point == "mid-upsert":
         upsert = MilvusVectorStore.upsert
@@ -63,7 +63,7 @@ def arm(point: str) -> None:
 
 def announce_first_write() -> None:
     """Print "writing" when the first upsert starts, so a parent can kill inside the write phase."""
-    from core.vector_store import MilvusVectorStore
+    from core.index.milvus import MilvusVectorStore
 
     upsert = MilvusVectorStore.upsert
 
@@ -84,8 +84,8 @@ def main() -> None:
     parser.add_argument("--announce-writes", action="store_true", help='print "writing" at the first store write')
     args = parser.parse_args()
     from core.config import Settings
-    from core.embedding import BiEncoder
-    from core.workspace import Workspace
+    from core.embedding.bi_encoder import BiEncoder
+    from core.ingest.workspace import Workspace
 
     settings = Settings(workspace=args.workspace, embed_backend="torch", chunk_tokens=64, chunk_overlap=8)
     workspace = Workspace(settings, BiEncoder(backend="torch"))

@@ -7,10 +7,11 @@ import math
 import pandas as pd
 import streamlit as st
 
-from core.calibration import expected_calibration_error, precision_recall_at, reliability, split_by_judgment
-from core.charts import per_query_lift_figure, probability_histogram_figure, reliability_figure
-from core.evaluation import STAGE_LABELS, Evaluation
-from core.metrics import METRICS
+from core.evaluation.calibration import expected_calibration_error, precision_recall_at, reliability, split_by_judgment
+from core.evaluation.metrics import METRICS
+from core.evaluation.report import Evaluation
+from ui.charts import per_query_lift_figure, probability_histogram_figure, reliability_figure
+from ui.display_names import STAGE_LABELS
 from ui.safe import md
 
 THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
@@ -48,6 +49,9 @@ def show_evaluation(evaluation: Evaluation, key: str) -> None:
     )
     if settings.get("instruction"):
         st.caption(f"Reranker instruction: {md(settings['instruction'])}")
+    calibration = settings.get("calibration")
+    if isinstance(calibration, dict):
+        st.caption(f"P(relevant) = {md(calibration.get('formula'))}: {md(calibration.get('reason'))}")
     if evaluation.cancelled:
         st.warning("This evaluation was cancelled: the figures cover the queries it finished.")
     if evaluation.reranker_error:
@@ -111,22 +115,22 @@ def _first_stages(evaluation: Evaluation) -> None:
 
 
 def _calibration(evaluation: Evaluation, key: str) -> None:
-    candidates = evaluation.candidates
-    if not candidates:
+    documents = evaluation.reranked_documents
+    if not documents:
         return
-    groups = split_by_judgment(candidates)
+    groups = split_by_judgment(documents)
     left, right = st.columns(2)
     left.plotly_chart(probability_histogram_figure(groups), key=f"hist_{key}")
-    bins = reliability(candidates)
+    bins = reliability(documents)
     right.plotly_chart(reliability_figure(bins), key=f"rel_{key}")
     ece = expected_calibration_error(bins)
     st.caption(
-        f"{len(candidates)} reranked candidates: {len(groups['relevant'])} judged relevant, "
+        f"{len(documents)} reranked documents: {len(groups['relevant'])} judged relevant, "
         f"{len(groups['judged not relevant'])} judged not relevant, {len(groups['unjudged'])} unjudged "
         f"(counted as not relevant in the reliability diagram and below). "
         + (f"Expected calibration error {ece:.3f}." if not math.isnan(ece) else "")
     )
     total_relevant = sum(q.relevant for q in evaluation.queries)
-    table = pd.DataFrame(precision_recall_at(candidates, THRESHOLDS, total_relevant))
-    st.write("Keeping only candidates with P(relevant) ≥ threshold:")
+    table = pd.DataFrame(precision_recall_at(documents, THRESHOLDS, total_relevant))
+    st.write("Keeping only documents with P(relevant) ≥ threshold:")
     st.dataframe(table.round(3), hide_index=True)

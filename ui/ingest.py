@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.demo import DEMO_CORPUS
-from core.names import quoted
-from core.reranker import format_seconds
-from core.workspace import FileReport, IngestSummary, Workspace
+from core.ingest.names import quoted
+from core.ingest.workspace import FileReport, IngestSummary, Workspace
+from ui.format import format_seconds
 from ui.safe import md
 
 LAST_INGEST = "last_ingest"

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-from core.backends import open_reranker, server_url
 from core.config import Settings
-from core.embedding import BiEncoder, BiEncoderLoadError
-from core.reranker import Reranker, RerankerLoadError
-from core.vector_store import VectorStoreError
-from core.workspace import Workspace
+from core.embedding.bi_encoder import BiEncoder
+from core.errors import ExplorerError
+from core.ingest.workspace import Workspace
+from core.rerank.base import Reranker, RerankerLoadError
+from core.rerank.factory import open_reranker
 from ui.safe import md
+
+# The settings a workspace is opened with (besides its folder); chunk sizes chosen on the Documents page
+# are per-ingest arguments, not part of this.
+WORKSPACE_FIELDS = (
+    "bi_encoder", "device", "dtype", "embed_backend", "milvus_uri", "milvus_token", "index_type", "collection",
+    "chunk_tokens", "chunk_overlap", "max_file_mb",
+)  # fmt: skip
 
 
 @st.cache_resource(show_spinner="Loading the bi-encoder…")
@@ -21,35 +26,25 @@ def bi_encoder(model_id: str, device: str, dtype: str, backend: str) -> BiEncode
 
 
 @st.cache_resource(show_spinner="Opening the index…")
-def _workspace(
-    folder: str, milvus_uri: str, index_type: str, model_id: str, device: str, dtype: str, backend: str
-) -> Workspace:
-    settings = Settings.from_env(workspace=Path(folder), milvus_uri=milvus_uri, index_type=index_type)
-    return Workspace(
-        settings.with_(bi_encoder=model_id, device=device, dtype=dtype, embed_backend=backend),
-        bi_encoder(model_id, device, dtype, backend),
-    )
+def _workspace(settings: Settings) -> Workspace:
+    return Workspace(settings, bi_encoder(settings.bi_encoder, settings.device, settings.dtype, settings.embed_backend))
 
 
 def workspace(settings: Settings) -> Workspace:
     """The open workspace; if it cannot be opened the page shows why and stops (never a stack trace)."""
-    # One Workspace per index: Milvus Lite allows a single client per file, so chunking options are
-    # per-ingest arguments rather than part of this cache key.
     refusal = settings.bi_encoder_refusal()
     if refusal:
         st.error(f"Not loaded: {md(refusal)}.", icon="⚠️")
         st.stop()
+    # One Workspace per index: Milvus Lite allows a single client per file. Only what the workspace
+    # depends on is in the cache key (the reranker or a rerank server setting must not reopen it).
+    key = Settings(
+        workspace=settings.workspace.resolve(),
+        **{name: getattr(settings, name) for name in WORKSPACE_FIELDS},
+    )
     try:
-        opened = _workspace(
-            str(settings.workspace.resolve()),
-            settings.milvus_uri,
-            settings.index_type,
-            settings.bi_encoder,
-            settings.device,
-            settings.dtype,
-            settings.embed_backend,
-        )
-    except (BiEncoderLoadError, VectorStoreError, ValueError, OSError) as exc:
+        opened = _workspace(key)
+    except (ExplorerError, ValueError, OSError) as exc:
         st.error(f"The workspace {md(settings.workspace)} could not be opened: {md(exc)}", icon="⚠️")
         st.stop()
     st.sidebar.caption(f"Embedding path: {md(opened.encoder.path)}")
@@ -57,12 +52,11 @@ def workspace(settings: Settings) -> Workspace:
 
 
 @st.cache_resource(show_spinner="Loading the reranker (a 4B model takes a while)…")
-def _reranker(model_id: str, device: str, dtype: str, server: str) -> tuple[Reranker | None, RerankerLoadError | None]:
+def _reranker(settings: Settings) -> tuple[Reranker | None, RerankerLoadError | None]:
     # The failure is cached too, so every rerun doesn't retry a load that can't succeed; the search
-    # page offers a retry button that clears this cache. ``server`` (RERANK_SERVER_URL) is in the key
-    # so that pointing the app at a rerank server takes effect.
+    # page offers a retry button that clears this cache.
     try:
-        return open_reranker(model_id, device, dtype), None
+        return open_reranker(settings), None
     except RerankerLoadError as exc:
         return None, exc
 
@@ -71,7 +65,17 @@ def reranker(settings: Settings) -> tuple[Reranker | None, RerankerLoadError | N
     refusal = settings.reranker_refusal()
     if refusal:
         return None, RerankerLoadError(settings.reranker, refusal, "Pick one of the allowed models in the sidebar")
-    return _reranker(settings.reranker, settings.device, settings.dtype, server_url())
+    # Only what the reranker depends on is in the cache key: changing the bi-encoder must not reload it.
+    return _reranker(
+        Settings(
+            reranker=settings.reranker,
+            device=settings.device,
+            dtype=settings.dtype,
+            rerank_engine=settings.rerank_engine,
+            prob_temperature=settings.prob_temperature,
+            server=settings.server,
+        )
+    )
 
 
 def forget_reranker_failure() -> None:

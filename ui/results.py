@@ -6,10 +6,12 @@ import re
 
 import streamlit as st
 
-from core.chunking import Chunk
-from core.highlight import escape_html, mark, snippet
-from core.labels import GRADES, LabelStore, document_key
-from core.search import LIST_LABELS, RetrievedChunk, SearchResult, apply_score_controls, movement_label
+from core.chunks import Chunk
+from core.evaluation.labels import GRADES, LabelStore, document_key
+from core.retrieval.results import RetrievedChunk, SearchResult, movement_label
+from core.retrieval.score_controls import ShownRow, apply_score_controls
+from ui.display_names import LIST_LABELS
+from ui.highlight import escape_html, mark, snippet
 from ui.safe import md
 
 LINE_ENDING = re.compile(r"\r\n|\r|\n")
@@ -68,7 +70,7 @@ def first_stage_column(
     if not items:
         st.info(
             "No results: the index is empty. Load documents on the Documents page."
-            if column == "bi"
+            if column == "dense"
             else "No results: no indexed chunk shares a word with the query (after stop words and stemming)."
         )
     given = labels.labels_for(result.query) if labels else {}
@@ -79,11 +81,11 @@ def first_stage_column(
         _row(header, item.chunk, result.query, labels, column, given)
 
 
-def bi_encoder_column(result: SearchResult, show: int, labels: LabelStore | None = None) -> None:
+def dense_column(result: SearchResult, show: int, labels: LabelStore | None = None) -> None:
     first_stage_column(
         "Dense (bi-encoder)",
-        f"Top {len(result.bi_encoder)} by cosine similarity of the query and chunk embeddings.",
-        result.bi_encoder, "cosine", result, show, labels, "bi",
+        f"Top {len(result.dense)} by cosine similarity of the query and chunk embeddings.",
+        result.dense, "cosine", result, show, labels, "dense",
     )  # fmt: skip
 
 
@@ -125,7 +127,8 @@ def reranked_column(
     blended = weight < 1.0
     st.caption(
         f"Top {len(result.reranked)} {result.first_stage.label} candidates rescored by {md(result.reranker)}. "
-        f"**P(relevant) = {result.probability_label}**; the raw logit is the model's score before calibration."
+        f"**P(relevant) = {result.probability_label}** ({md(result.calibration.reason)}); the raw logit is the "
+        "model's score before calibration."
         + (
             f" Ordered by {weight:.2f} × P(relevant) + {1 - weight:.2f} × first-stage score (min-max over these "
             "candidates)."
@@ -151,20 +154,22 @@ def reranked_column(
     given = labels.labels_for(result.query) if labels else {}
     shown = [row for row in rows if not (below == "hide" and row.below_threshold)]
     for row in shown[:show]:
-        item = row.item
-        move = movement_label(row.item.first_stage_rank - row.rank, row.rank, item.first_stage_rank)
-        colour = "green" if item.first_stage_rank > row.rank else "red" if item.first_stage_rank < row.rank else "gray"
-        details = f"P(relevant) **{item.probability:.3f}** · logit {item.logit:+.2f} · was #{item.first_stage_rank}"
-        if blended:
-            details += f" · blended {row.score:.3f}"
-        if result.first_stage.mode != "dense":
-            details += f" · from {provenance(item.sources)}"
-        if item.rank_without_instruction is not None:
-            change = item.rank_without_instruction - item.rank
-            effect = f"↑{change}" if change > 0 else f"↓{-change}" if change < 0 else "="
-            details += f" · instruction {effect} (reranker #{item.rank_without_instruction} without, #{item.rank} with)"
-        if row.below_threshold:  # one grey line: Streamlit's colour directives do not nest
-            header = f":gray[**#{row.rank}** {move} · {details} · below the threshold]"
-        else:
-            header = f"**#{row.rank}** :{colour}[{move}] · {details}"
-        _row(header, item.chunk, result.query, labels, "re", given)
+        _row(_reranked_header(row, result, blended), row.item.chunk, result.query, labels, "re", given)
+
+
+def _reranked_header(row: ShownRow, result: SearchResult, blended: bool) -> str:
+    item = row.item
+    move = movement_label(item.first_stage_rank - row.rank, row.rank, item.first_stage_rank)
+    colour = "green" if item.first_stage_rank > row.rank else "red" if item.first_stage_rank < row.rank else "gray"
+    details = f"P(relevant) **{item.probability:.3f}** · logit {item.logit:+.2f} · was #{item.first_stage_rank}"
+    if blended:
+        details += f" · blended {row.score:.3f}"
+    if result.first_stage.mode != "dense":
+        details += f" · from {provenance(item.sources)}"
+    if item.rank_without_instruction is not None:
+        change = item.rank_without_instruction - item.rank
+        effect = f"↑{change}" if change > 0 else f"↓{-change}" if change < 0 else "="
+        details += f" · instruction {effect} (reranker #{item.rank_without_instruction} without, #{item.rank} with)"
+    if row.below_threshold:  # one grey line: Streamlit's colour directives do not nest
+        return f":gray[**#{row.rank}** {move} · {details} · below the threshold]"
+    return f"**#{row.rank}** :{colour}[{move}] · {details}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core.config import EMBED_BACKENDS, Settings
-from core.reranker import KNOWN_MODELS, format_params
+from core.rerank.known_models import KNOWN_MODELS
+from ui.format import format_params
 from ui.safe import md
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]

