@@ -48,10 +48,10 @@ def _unit_interval(text: str) -> float:
     return value
 
 
-def _pipeline(args, settings: Settings, depth: int) -> Pipeline:
-    reranker = None if settings.reranker.lower() == "none" else settings.reranker
+def _pipeline(args, reranker, depth: int) -> Pipeline:
+    """The pipeline the options describe, naming the reranker that loaded (None when none did)."""
     stage = FirstStage(args.first_stage, args.fusion, args.dense_weight)
-    return Pipeline(stage, reranker, max(0, depth), args.instruction)
+    return Pipeline(stage, reranker.model_id if reranker else None, max(0, depth), args.instruction)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,7 +241,7 @@ def _eval(args, settings) -> int:
         print(f"\rqueries {done}/{total}", end="", file=sys.stderr, flush=True)
 
     try:
-        pipeline = _pipeline(args, settings, args.k if args.rerank_depth is None else args.rerank_depth)
+        pipeline = _pipeline(args, reranker, args.k if args.rerank_depth is None else args.rerank_depth)
         evaluation, ingest = run_dataset_evaluation(
             settings, encoder, dataset, pipeline, reranker, k=args.k, reranker_error=error, progress=progress
         )
@@ -313,7 +313,7 @@ def _search(args, workspace) -> int:
     settings = workspace.settings
     reranker, error = _load_reranker(args, settings)
     retriever = Retriever(workspace.encoder, workspace.store, workspace.lexical)
-    result = search(args.query, _pipeline(args, settings, args.rerank_depth), retriever, reranker, args.k, error)
+    result = search(args.query, _pipeline(args, reranker, args.rerank_depth), retriever, reranker, args.k, error)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
         return 0

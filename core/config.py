@@ -42,10 +42,14 @@ ENV = {
     "allowed_bi_encoders": "RERANK_ALLOWED_BI_ENCODERS",
     "allowed_rerankers": "RERANK_ALLOWED_RERANKERS",
     "rerank_engine": "RERANK_ENGINE",
+    "reranker_revision": "RERANK_RERANKER_REVISION",
     "prob_temperature": "RERANK_PROB_TEMPERATURE",
     "confirm_seconds": "RERANK_CONFIRM_SECONDS",
     "dataset_roots": "RERANK_DATASETS",
 }
+
+# Settings only the reranker reads: a bad value stops the reranker, not the app.
+RERANKER_ONLY = frozenset({"rerank_engine", "prob_temperature", "reranker_revision"})
 
 # How the local reranker scores: "auto" uses core.rerank.engine where the model allows it, else predict;
 # "engine" insists on the engine; "predict" is plain CrossEncoder.predict.
@@ -186,24 +190,38 @@ class Settings:
     allowed_bi_encoders: tuple[str, ...] = ()
     allowed_rerankers: tuple[str, ...] = ()
     rerank_engine: str = "auto"  # one of SCORING_ENGINES
+    reranker_revision: str = ""  # a hub commit, branch or tag for the reranker; empty: the hub's default
     prob_temperature: float | None = None  # overrides the calibration detected from the reranker's files
     confirm_seconds: float = 15.0  # reranking on a CPU expected to take longer waits for the user's go-ahead
     dataset_roots: tuple[Path, ...] = ()  # more folders of judged datasets, besides the shared and uploaded ones
     server: ServerSettings = field(default_factory=ServerSettings)
+    # Why a reranker-only setting (RERANK_ENGINE, RERANK_PROB_TEMPERATURE, RERANK_SERVER_*) could not be
+    # used: it costs the reranker (core.rerank.factory refuses to load), never the index or the first stage.
+    reranker_problem: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
-        """The environment's settings, then ``overrides``; raises SettingsError naming a bad variable."""
+        """The environment's settings, then ``overrides``; raises SettingsError naming a bad variable.
+
+        A bad reranker-only variable does not raise: it is kept in ``reranker_problem``.
+        """
         env = os.environ if environ is None else environ
         values: dict = {}
+        problems: list[str] = []
         for name, var in ENV.items():
             raw = env.get(var, "")
             if raw:
                 try:
                     values[name] = _FIELD_TYPES.get(name, str)(raw)
                 except ValueError as exc:
-                    raise SettingsError(f"{var}={raw!r} is not valid: {exc}") from None
-        values["server"] = ServerSettings.from_env(env)
+                    if name not in RERANKER_ONLY:
+                        raise SettingsError(f"{var}={raw!r} is not valid: {exc}") from None
+                    problems.append(f"{var}={raw!r} is not valid: {exc}")
+        try:
+            values["server"] = ServerSettings.from_env(env)
+        except SettingsError as exc:
+            problems.append(str(exc))
+        values["reranker_problem"] = "; ".join(problems)
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "workspace" in values:
             values["workspace"] = Path(values["workspace"])

@@ -119,16 +119,8 @@ def start_server(folder: Path, timeout: float = 180.0) -> RunningServer:
     )
     logs = folder / "logs"
     with open(logs / "milvus-stdout.log", "wb") as stdout, open(logs / "milvus-stderr.log", "wb") as stderr:
-        process = subprocess.Popen(
-            [str(executable), "run", "standalone"],
-            cwd=folder,  # the binary finds configs/milvus.yaml relative to its working directory
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (pytest starts it from its main thread)
-        )
+        # cwd: the binary finds configs/milvus.yaml relative to its working directory.
+        process = spawn_server([str(executable), "run", "standalone"], folder, env, stdout, stderr)
     server = RunningServer(process, int(config.get("proxy_port")), health_port, folder)
     atexit.register(server.stop)  # a backstop: the fixture's finalizer normally stops it first
     try:
@@ -243,6 +235,21 @@ def _pgid_of(pid: int) -> int | None:
         return None
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[2]) if fields[0] != "Z" else None  # state, ppid, pgrp; zombies need no kill
+
+
+def spawn_server(command: list[str], cwd: Path, env: dict, stdout, stderr) -> subprocess.Popen:
+    """A server process in its own process group (``_kill_group`` stops the whole tree), killed by the
+    kernel if the test process dies first."""
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 (pytest starts it from its main thread)
+    )
 
 
 def _die_with_parent() -> None:

@@ -72,8 +72,10 @@ def reranker(settings: Settings) -> tuple[Reranker | None, RerankerLoadError | N
             device=settings.device,
             dtype=settings.dtype,
             rerank_engine=settings.rerank_engine,
+            reranker_revision=settings.reranker_revision,
             prob_temperature=settings.prob_temperature,
             server=settings.server,
+            reranker_problem=settings.reranker_problem,
         )
     )
 

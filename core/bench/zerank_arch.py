@@ -73,6 +73,20 @@ SIZES = {
         "tie_word_embeddings": True,
         "initializer_range": 0.3,
     },
+    # The tiny model for vLLM's CPU backend, whose attention takes head dimensions of 32 and up.
+    "tiny-vllm": {
+        "hidden_size": 128,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "vocab_size": None,
+        "max_position_embeddings": 2048,
+        "rope_theta": None,
+        "tie_word_embeddings": True,
+        "initializer_range": 0.3,
+    },
     # zerank-2's shape scaled down for a CPU: the same head dimension (128), the same 4:1 query to key/value
     # head ratio, about the same MLP ratio (3.8), the real vocabulary; 8 layers of width 512.
     "small": {
@@ -87,13 +101,13 @@ SIZES = {
 }
 
 
-def _byte_level_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _byte_level_vocab(extra_words: tuple[str, ...] = ()) -> tuple[dict[str, int], list[tuple[str, str]]]:
     from tokenizers.pre_tokenizers import ByteLevel
 
     alphabet = sorted(ByteLevel.alphabet())
     vocab = {symbol: i for i, symbol in enumerate(alphabet)}
     merges: list[tuple[str, str]] = []
-    for word in MERGE_WORDS:
+    for word in (*MERGE_WORDS, *extra_words):
         for word_form in (word, "Ġ" + word):
             current = word_form[0]
             for char in word_form[1:]:
@@ -105,11 +119,11 @@ def _byte_level_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return vocab, merges
 
 
-def build_tokenizer(model_max_length: int = 2048):
+def build_tokenizer(model_max_length: int = 2048, extra_words: tuple[str, ...] = ()):
     """The toy Qwen2 tokenizer: byte-level BPE, ChatML special tokens, "Yes" as one token, zerank's template."""
     from transformers import Qwen2Tokenizer
 
-    vocab, merges = _byte_level_vocab()
+    vocab, merges = _byte_level_vocab(extra_words)
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges)
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
     tokenizer.eos_token = "<|im_end|>"
@@ -164,7 +178,9 @@ def build_zerank_like(path: Path, size: str = "tiny", seed: int = 0, dtype=None,
     from transformers import Qwen3ForCausalLM
 
     path = Path(path)
-    tokenizer = build_tokenizer()
+    # The vLLM-sized model also has "no" and "yes" as tokens, so Qwen3-Reranker's recipe (the serving
+    # mistake the tests catch) can be applied to it.
+    tokenizer = build_tokenizer(extra_words=("no", "yes") if size == "tiny-vllm" else ())
     config = qwen3_config(size, tokenizer)
     torch.manual_seed(seed)
     previous = torch.get_default_dtype()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -139,7 +139,10 @@ def _evaluation(dataset, pipeline, k, retriever, run: _Run, reranked: bool, sett
             "first_stage_label": pipeline.first_stage.label,
             "lexical_engine": retriever.lexical.engine,
             "instruction": pipeline.instruction,
-            "pipeline": pipeline.to_json(),
+            # As it ran: the depth capped at k, and no reranker when none scored.
+            "pipeline": replace(
+                pipeline, reranker=pipeline.reranker if reranked else None, rerank_depth=min(pipeline.rerank_depth, k)
+            ).to_json(),
             **(settings or {}),
         },
         queries=run.records,

@@ -11,6 +11,10 @@ from core.rerank.local import load_reranker
 
 def open_reranker(settings: Settings) -> Reranker:
     """The reranker ``settings`` name; raises RerankerLoadError (reason and advice) when none can be had."""
+    if settings.reranker_problem:
+        raise RerankerLoadError(
+            settings.reranker, settings.reranker_problem, "Fix the setting (README: Configuration; docs/serving.md)"
+        )
     try:
         server = HttpReranker.from_settings(settings.server, settings.reranker, settings.prob_temperature)
     except (ValueError, SettingsError) as exc:
@@ -20,5 +24,10 @@ def open_reranker(settings: Settings) -> Reranker:
     if server is not None:
         return server
     return load_reranker(
-        settings.reranker, settings.device, settings.dtype, settings.rerank_engine, settings.prob_temperature
+        settings.reranker,
+        settings.device,
+        settings.dtype,
+        settings.rerank_engine,
+        settings.prob_temperature,
+        settings.reranker_revision or None,
     )

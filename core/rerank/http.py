@@ -87,6 +87,8 @@ class HttpReranker(Reranker):
         assumed_pairs_per_second: the throughput reported before the first timed request (None: no guess).
         """
         super().__init__()
+        if options is not None and option_values:
+            raise ValueError(f"pass the request options either as options= or as keywords, not both ({option_values})")
         self.options = options or ServerOptions(**option_values)
         self.api = api
         url, self._basic_auth = split_credentials(url)
@@ -272,6 +274,11 @@ class HttpReranker(Reranker):
                 cause += "; check the API key (RERANK_SERVER_KEY)"
             elif status == 404:
                 cause += "; check the URL and the API shape (rerank, score or infinity)"
+            elif status == 400 and "context length" in snippet.lower():
+                cause += (
+                    ". A (query, chunk) pair is longer than the server's window: index with smaller chunks, or "
+                    "serve with a larger --max-model-len"
+                )
             raise self._error(cause, status) from None
         except urllib.error.URLError as exc:
             reason = exc.reason

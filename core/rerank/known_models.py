@@ -16,7 +16,9 @@ class KnownModel:
 KNOWN_MODELS = {
     "zeroentropy/zerank-2-reranker": KnownModel(
         params=4.02e9,
-        license="released under cc-by-nc-4.0 (non-commercial); check the model card for the current terms",
+        # Not asserted: the loaded model's card decides (core.rerank.local._license); this note is all that
+        # can be said without it (before loading, a served model, a card not in the cache).
+        license="see the model card of the revision you use (it said cc-by-nc-4.0, non-commercial, in 2025)",
         note="Qwen3 4B, bf16 weights of about 8 GB, 32k-token context",
     ),
 }

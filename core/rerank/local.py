@@ -112,11 +112,14 @@ def load_reranker(
     dtype: str = "auto",
     engine: str = "auto",
     temperature: float | None = None,
+    revision: str | None = None,
 ) -> CrossEncoderReranker:
     """Load a CrossEncoder from a hub id or a local folder, or raise ``RerankerLoadError``.
 
     ``engine`` picks how it scores (``SCORING_ENGINES``); ``temperature`` overrides the calibration
-    detected from the model's files.
+    detected from the model's files; ``revision`` pins a hub id to a commit, branch or tag (a folder
+    is what it is). Whatever activation the model's config declares, the raw logit is scored and the
+    calibration applied once.
     """
     if engine not in SCORING_ENGINES:
         raise RerankerLoadError(
@@ -131,7 +134,7 @@ def load_reranker(
             model_id, str(exc), "Pick another device or dtype setting (RERANK_DEVICE, RERANK_DTYPE)"
         ) from exc
     local = Path(model_id).expanduser()
-    model = _cross_encoder(model_id, local, resolved_device, torch_dtype)
+    model = _cross_encoder(model_id, local, resolved_device, torch_dtype, revision or None)
     if model.num_labels != 1:
         raise RerankerLoadError(
             model_id,
@@ -139,7 +142,7 @@ def load_reranker(
             "Pick a reranker with a single relevance output",
         )
     _ensure_generation_prompt(model)
-    card = _model_card(model_id, local)
+    card = _model_card(model_id, local, revision or None)
     calibration = calibration_of_model(model, card, temperature)
     try:
         return CrossEncoderReranker(
@@ -149,7 +152,7 @@ def load_reranker(
         raise RerankerLoadError(model_id, str(exc), 'Use engine "auto" or "predict"') from exc
 
 
-def _cross_encoder(model_id: str, local: Path, device: str, torch_dtype):
+def _cross_encoder(model_id: str, local: Path, device: str, torch_dtype, revision: str | None):
     """The CrossEncoder from the folder, the local cache, or (when reachable) the hub."""
     import torch
     from sentence_transformers import CrossEncoder
@@ -157,7 +160,11 @@ def _cross_encoder(model_id: str, local: Path, device: str, torch_dtype):
     is_local = local.exists()
     if not is_local and (model_id.startswith((".", "/", "~")) or os.sep in model_id.strip("/").replace("/", "", 1)):
         raise RerankerLoadError(model_id, "no such folder", "Check the path, or give a Hugging Face model id")
+    # Identity whatever the config declares: a revision that applied a sigmoid would otherwise be
+    # calibrated twice.
     kwargs = dict(device=device, model_kwargs={"dtype": torch_dtype}, activation_fn=torch.nn.Identity())
+    if not is_local and revision:
+        kwargs["revision"] = revision
     try:
         try:
             # The local cache first: no network round trip when the weights are already here.
@@ -173,7 +180,7 @@ def _cross_encoder(model_id: str, local: Path, device: str, torch_dtype):
             "Use a GPU with more free memory, a lower-precision dtype (bfloat16), or a smaller reranker",
         ) from exc
     except Exception as exc:  # the hub, transformers and torch raise many unrelated types here
-        raise _explain(model_id, exc, is_local, device) from exc
+        raise _explain(model_id, exc, is_local, device, revision) from exc
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -193,7 +200,7 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
-def _explain(model_id: str, exc: Exception, is_local: bool, device: str) -> RerankerLoadError:
+def _explain(model_id: str, exc: Exception, is_local: bool, device: str, revision: str | None) -> RerankerLoadError:
     text = f"{type(exc).__name__}: {exc}"
     lowered = text.lower()
     if "out of memory" in lowered or "cannot allocate" in lowered:
@@ -207,11 +214,13 @@ def _explain(model_id: str, exc: Exception, is_local: bool, device: str) -> Rera
             model_id, "no such model on the Hugging Face hub", "Check the model id or give a local path"
         )
     if not is_local and isinstance(exc, OSError):
+        at = f" at revision {revision}" if revision else ""
+        download = f"hf download {model_id}" + (f" --revision {revision}" if revision else "")
         return RerankerLoadError(
             model_id,
-            "its weights are not in the local Hugging Face cache and the hub cannot be reached",
-            "Download it once on a connected machine (`hf download " + model_id + "`), copy the cache "
-            "(HF_HOME) here, or set the reranker to a local folder",
+            f"its weights{at} are not in the local Hugging Face cache and the hub cannot be reached",
+            f"Download it once on a connected machine (`{download}`), copy the cache (HF_HOME) here, or set "
+            "the reranker to a local folder",
         )
     first_line = text.splitlines()[0][:300]
     return RerankerLoadError(model_id, f"it is not a loadable cross-encoder ({first_line})", "Pick another reranker")
@@ -232,24 +241,29 @@ def _ensure_generation_prompt(model) -> None:
     chat.setdefault("add_generation_prompt", True)
 
 
-def _model_card(model_id: str, local: Path) -> Path | None:
+def _model_card(model_id: str, local: Path, revision: str | None) -> Path | None:
     """The model card (README.md) on disk: in the folder, or in the local Hugging Face cache."""
     if local.exists():
         return local / "README.md"
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(model_id, "README.md")
+        cached = try_to_load_from_cache(model_id, "README.md", revision=revision)
     except Exception:  # a malformed id, an unreadable cache: no card
         return None
     return Path(cached) if isinstance(cached, str) else None
 
 
 def _license(model_id: str, card: Path | None) -> str | None:
-    """The ``license:`` line of the model card's front matter, where the card is on disk."""
+    """The ``license:`` of the model card's front matter where the card is on disk, else the built-in note.
+
+    Read, never assumed: a model's licence can change between revisions (zerank-2's card may have).
+    """
     if card is not None and card.is_file():
-        match = re.search(r"^license:\s*(\S+)", card.read_text(errors="ignore")[:4000], re.MULTILINE)
+        text = card.read_text(errors="ignore")
+        front = re.match(r"---\r?\n(.*?)\r?\n---", text, re.DOTALL)
+        match = re.search(r"^license:\s*(\S+)", front.group(1), re.MULTILINE) if front else None
         if match:
-            return match.group(1)
+            return match.group(1).strip("'\"")
     known = KNOWN_MODELS.get(model_id)
     return known.license if known else None

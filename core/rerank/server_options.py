@@ -59,6 +59,15 @@ class ServerOptions:
     extra_body: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        # As the values come (a JSON null, "8", 0 for "no byte limit"): normalised once, here.
+        numbers = {"timeout": float, "max_retries": int, "backoff": float, "max_backoff": float,
+                   "max_documents_per_request": int, "concurrency": int}  # fmt: skip
+        for name, kind in numbers.items():
+            object.__setattr__(self, name, kind(getattr(self, name)))
+        if self.score_scale is not None:
+            object.__setattr__(self, "score_scale", float(self.score_scale))
+        object.__setattr__(self, "max_request_bytes", int(self.max_request_bytes) if self.max_request_bytes else None)
+        object.__setattr__(self, "extra_body", dict(self.extra_body or {}))
         if self.score_kind not in SCORE_KINDS:
             raise ValueError(f"score_kind must be one of {SCORE_KINDS}, got {self.score_kind!r}")
         if self.preformat is not None and self.preformat not in PREFORMATS:

@@ -398,3 +398,19 @@ def test_settings_refuse_models_outside_the_allow_lists(monkeypatch):
     assert settings.with_(reranker="none").reranker_refusal() is None
     assert "RERANK_ALLOWED_RERANKERS" in settings.with_(reranker="/etc/evil").reranker_refusal()
     assert settings.with_(bi_encoder="anything").bi_encoder_refusal() is None  # no list: any id
+
+
+def test_the_sidebar_shows_the_licence_read_from_the_models_card(app_env, monkeypatch, tiny_zerank_path):
+    """Neither asserted nor denied from a built-in note: the loaded model's card says."""
+    import shutil
+
+    carded = app_env / "carded-reranker"
+    shutil.copytree(tiny_zerank_path, carded)
+    card = (carded / "README.md").read_text()
+    (carded / "README.md").write_text(card.replace("---\n", "---\nlicense: apache-2.0\n", 1))
+    monkeypatch.setenv("RERANK_RERANKER", str(carded))
+    _load_demo()
+    at = _search(_page("views/search.py"), QUERY)
+    assert not at.exception
+    sidebar = " ".join(_texts(at.sidebar.caption))
+    assert "licence apache-2.0" in sidebar

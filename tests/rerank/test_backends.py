@@ -7,6 +7,7 @@ import pytest
 from core.chunks import Chunk
 from core.config import Settings
 from core.errors import SettingsError
+from core.rerank.base import RerankerLoadError
 from core.rerank.factory import open_reranker
 from core.rerank.http import HttpReranker
 from core.rerank.local import CrossEncoderReranker
@@ -44,10 +45,20 @@ def test_a_server_url_selects_the_server_and_scores_like_the_local_model(tiny_ze
         server.stop()
 
 
-def test_a_bad_server_setting_is_a_settings_error_naming_the_variable(monkeypatch):
+def test_a_bad_reranker_setting_costs_the_reranker_only(monkeypatch, tmp_path):
+    monkeypatch.setenv("RERANK_WORKSPACE", str(tmp_path / "mine"))
     monkeypatch.setenv("RERANK_SERVER_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("RERANK_SERVER_TIMEOUT", "soon")
-    with pytest.raises(SettingsError, match="RERANK_SERVER_TIMEOUT='soon' is not valid"):
+    monkeypatch.setenv("RERANK_ENGINE", "fastest")
+    settings = Settings.from_env()  # the index and the first stage keep every other setting
+    assert settings.workspace == tmp_path / "mine" and settings.reranker_problem
+    with pytest.raises(RerankerLoadError) as raised:
+        open_reranker(settings)
+    assert "RERANK_SERVER_TIMEOUT='soon' is not valid" in raised.value.reason
+    assert "RERANK_ENGINE='fastest' is not valid" in raised.value.reason
+
+    monkeypatch.setenv("RERANK_CHUNK_TOKENS", "many")  # a setting the index needs still stops the start
+    with pytest.raises(SettingsError, match="RERANK_CHUNK_TOKENS"):
         Settings.from_env()
 
 

@@ -458,3 +458,13 @@ def test_a_url_whose_password_mangles_the_port_is_refused_without_showing_it():
     with pytest.raises(ValueError) as error:
         HttpReranker("http://user:zq/x9@gpu:8080", MODEL)
     assert "zq" not in str(error.value) and "x9" not in str(error.value) and "percent-encoded" in str(error.value)
+
+
+def test_request_options_are_normalised_as_they_come():
+    from core.rerank.server_options import ServerOptions
+
+    options = ServerOptions(max_request_bytes=0, extra_body=None, timeout="5", max_documents_per_request="8")
+    assert options.max_request_bytes is None and options.extra_body == {}  # 0 and null: no limit, no extras
+    assert options.timeout == 5.0 and options.max_documents_per_request == 8
+    with pytest.raises(ValueError, match="not both"):
+        HttpReranker("http://gpu:8000", MODEL, options=ServerOptions(), timeout=1)

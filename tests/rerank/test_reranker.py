@@ -176,3 +176,36 @@ def test_a_two_token_head_is_not_zerank(tiny_zerank_path, tmp_path):
     loaded = load_reranker(str(copy), device="cpu", dtype="float32")
     assert loaded.model[1].false_token_id is not None
     assert loaded.calibration.temperature == 1.0 and loaded.probability_label == "sigmoid(logit)"
+
+
+@pytest.mark.parametrize("engine", ["auto", "predict"])
+def test_a_declared_sigmoid_activation_is_not_applied_twice(tiny_zerank_path, tmp_path, reranker, engine):
+    """Revisions of zerank-2 differ in the activation their config declares; the scores must not."""
+    copy = tmp_path / "sigmoid"
+    shutil.copytree(tiny_zerank_path, copy)
+    config_path = copy / "config_sentence_transformers.json"
+    config = json.loads(config_path.read_text())
+    config["activation_fn"] = "torch.nn.modules.activation.Sigmoid"
+    config_path.write_text(json.dumps(config))
+    declared = load_reranker(str(copy), device="cpu", dtype="float32", engine=engine)
+    logits = declared.score(QUERY, DOCUMENTS)
+    np.testing.assert_allclose(logits, reranker.score(QUERY, DOCUMENTS), atol=1e-5, rtol=0)
+    assert float(np.max(np.abs(logits))) > 1.0  # logits, not probabilities in [0, 1]
+    np.testing.assert_allclose(declared.probability(logits), reranker.probability(logits), atol=1e-12)
+
+
+def test_a_pinned_revision_that_is_not_cached_says_which(tmp_path):
+    with pytest.raises(RerankerLoadError) as error:
+        load_reranker("zeroentropy/zerank-2-reranker", device="cpu", revision="0123abc")
+    assert "at revision 0123abc" in error.value.reason
+    assert "hf download zeroentropy/zerank-2-reranker --revision 0123abc" in error.value.advice
+
+
+def test_the_revision_setting_reaches_the_loader(monkeypatch):
+    from core.config import Settings
+    from core.rerank.factory import open_reranker
+
+    monkeypatch.setenv("RERANK_RERANKER_REVISION", "0123abc")
+    monkeypatch.delenv("RERANK_SERVER_URL", raising=False)
+    with pytest.raises(RerankerLoadError, match="at revision 0123abc"):
+        open_reranker(Settings.from_env(reranker="zeroentropy/zerank-2-reranker", device="cpu"))
