@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from core.cli_pipelines import apply_pipeline, pipelines_command
 from core.config import EMBED_BACKENDS, Settings
 from core.demo import SHARED_DATASETS
 from core.errors import ExplorerError, SettingsError
@@ -36,6 +37,11 @@ def _first_stage_options(parser: argparse.ArgumentParser) -> None:
         help="weighted fusion: the dense share, BM25 gets the rest (0.5)",
     )
     parser.add_argument("--instruction", default="", help="a task instruction given to the reranker with the query")
+    parser.add_argument(
+        "--pipeline",
+        help="a saved pipeline's name or a short form (dense, hybrid:weighted:0.3+MODEL@20|INSTRUCTION; README): "
+        "replaces the first-stage, reranker, depth and instruction options",
+    )
 
 
 def _unit_interval(text: str) -> float:
@@ -94,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(evaluate)
 
     _bench_commands(commands)
+    pipelines = commands.add_parser("pipelines", help="list, save or delete named pipelines of the workspace")
+    pipelines.add_argument("action", choices=("list", "save", "delete"))
+    pipelines.add_argument("name", nargs="?")
+    pipelines.add_argument("spec", nargs="?", help="for save: the pipeline's short form")
+    pipelines.add_argument("--workspace", help="workspace folder (default: RERANK_WORKSPACE or ./workspace)")
     listing = commands.add_parser("list", help="list indexed files")
     _common(listing)
     delete = commands.add_parser("delete", help="remove an indexed file")
@@ -122,14 +133,9 @@ def _bench_commands(commands) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(
-        workspace=args.workspace,
-        bi_encoder=args.bi_encoder,
-        device=args.device,
-        dtype=args.dtype,
-        embed_backend=args.embed_backend,
-        reranker=vars(args).get("reranker"),
-    )
+    given = vars(args)  # each command has its own options
+    names = ("workspace", "bi_encoder", "device", "dtype", "embed_backend", "reranker")
+    return Settings.from_env(**{name: given.get(name) for name in names})
 
 
 def _open(settings: Settings):
@@ -149,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
     except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "pipelines":
+        return pipelines_command(args, settings)
+    try:
+        settings = apply_pipeline(args, settings)
+    except ExplorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.command == "eval":

@@ -220,3 +220,18 @@ def test_bm25_and_hybrid_first_stages_on_demo_corpus(workspace, tiny_zerank_path
     assert out["pipeline"]["name"] == "hybrid_rrf+tiny@6" and out["pipeline"]["rerank_depth"] == 6
     assert out["calibration"]["formula"] == "sigmoid(logit / 5)"
     assert {"bm25", "fusion", "rerank"} <= set(out["timings_ms"])
+
+
+def test_cli_saved_pipeline_drives_search(cli_workspace, tiny_zerank_path):
+    spec = f"hybrid:weighted:0.3+{tiny_zerank_path}@6|Prefer passages that give a formula."
+    saved = _cli("pipelines", "save", "formula 'first'", spec, workspace=cli_workspace)
+    assert saved.returncode == 0, saved.stderr
+    listed = _cli("pipelines", "list", workspace=cli_workspace).stdout
+    assert listed.startswith("\"formula 'first'\"\t")
+    out = json.loads(_cli("search", "How is interest compounded?", "--pipeline", "formula 'first'", "--json",
+                          workspace=cli_workspace).stdout)  # fmt: skip
+    assert out["pipeline"]["first_stage"]["mode"] == "hybrid" and out["pipeline"]["first_stage"]["dense_weight"] == 0.3
+    assert out["pipeline"]["reranker"] == str(tiny_zerank_path) and len(out["reranked"]) == 6
+    assert out["instruction"] == "Prefer passages that give a formula." and out["reranker_error"] is None
+    bad = _cli("search", "x", "--pipeline", "sparse", workspace=cli_workspace)
+    assert bad.returncode == 2 and "the first stage must be" in bad.stderr
