@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import streamlit as st
 
-from core.retrieval.pipeline import DEFAULT_K, MAX_DEPTH, FirstStage, Pipeline
+from core.retrieval.pipeline import DEFAULT_K, MAX_DEPTH, FirstStage, Pipeline, number_param
 from core.retrieval.results import SearchResult
 
 # The form's widget keys, and what they hold before anything was typed.
@@ -51,10 +51,7 @@ def view_of(result: SearchResult) -> View:
 def url_view(reranker: str | None) -> View:
     """The view the URL asks for (its query is empty when it names none)."""
     params = {key: st.query_params[key] for key in URL_KEYS if key in st.query_params}
-    try:
-        k = max(1, min(int(params.get("k", DEFAULT_K)), MAX_DEPTH))
-    except ValueError:
-        k = DEFAULT_K
+    k = number_param(params.get("k"), DEFAULT_K, int, 1, MAX_DEPTH)
     return View(params.get("q", "").strip(), k, Pipeline.from_params(params, reranker))
 
 

@@ -133,13 +133,14 @@ class Pipeline:
         mode = params.get("stage", "dense")
         mode = mode if mode in MODES else "dense"
         fusion = params.get("fusion", "rrf")
-        weight = _number(params.get("w"), 0.5, float, 0.0, 1.0)
+        weight = number_param(params.get("w"), 0.5, float, 0.0, 1.0)
         stage = FirstStage(mode, fusion if fusion in FUSIONS else "rrf", weight).normalised()
-        depth = _number(params.get("depth"), DEFAULT_RERANK_DEPTH, int, 0, MAX_DEPTH)
+        depth = number_param(params.get("depth"), DEFAULT_RERANK_DEPTH, int, 0, MAX_DEPTH)
         return cls(stage, reranker, depth, params.get("instr", ""))
 
 
-def _number(raw: str | None, default, kind, low, high):
+def number_param(raw: str | None, default, kind, low, high):
+    """A URL parameter as a number in [low, high]; missing or malformed gives ``default``, never an error."""
     try:
         return max(low, min(kind(raw), high)) if raw is not None else default
     except ValueError:
