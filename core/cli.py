@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from core.cli_experiment import add_experiment_command, experiment_command
 from core.cli_pipelines import apply_pipeline, pipelines_command
 from core.config import EMBED_BACKENDS, Settings
 from core.demo import SHARED_DATASETS
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _first_stage_options(evaluate)
     _common(evaluate)
 
+    add_experiment_command(commands, _common)
     _bench_commands(commands)
     pipelines = commands.add_parser("pipelines", help="list, save or delete named pipelines of the workspace")
     pipelines.add_argument("action", choices=("list", "save", "delete"))
@@ -159,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "pipelines":
         return pipelines_command(args, settings)
+    if args.command == "experiment":
+        return experiment_command(args, settings)
     try:
         settings = apply_pipeline(args, settings)
     except ExplorerError as exc:

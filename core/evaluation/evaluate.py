@@ -108,7 +108,7 @@ def _evaluate_query(dataset, qid, vector, retriever, stages, pipeline, reranker,
         started = time.perf_counter()
         key = pipeline.first_stage.key
         try:
-            reranked_run, scored = _rerank_documents(
+            reranked_run, scored = rerank_documents(
                 pipeline, query, [c.chunk for c in chunks[key]], documents[key], min(pipeline.rerank_depth, k),
                 reranker, doc_key,
             )  # fmt: skip
@@ -156,7 +156,7 @@ def _evaluation(dataset, pipeline, k, retriever, run: _Run, reranked: bool, sett
     )
 
 
-def _rerank_documents(
+def rerank_documents(
     pipeline: Pipeline,
     query: str,
     retrieved: list[Chunk],

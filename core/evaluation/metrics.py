@@ -158,3 +158,15 @@ def lift(before: dict[str, float], after: dict[str, float]) -> Lift:
         helped=int((diffs > 0).sum()),
         hurt=int((diffs < 0).sum()),
     )
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment of p-values for several comparisons made at once (family-wise error)."""
+    order = sorted(p_values, key=lambda name: p_values[name])
+    m = len(order)
+    adjusted: dict[str, float] = {}
+    running = 0.0
+    for i, name in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p_values[name]))
+        adjusted[name] = running
+    return adjusted

@@ -66,6 +66,15 @@ class Reranker(ABC):
     def runs_on_local_cpu(self) -> bool:
         """Whether scoring uses this machine's CPU, where a long rerank waits for the user's go-ahead."""
 
+    @property
+    def identity(self) -> str:
+        """What decides this reranker's scores (model, where and how it runs): the score cache's key."""
+        return self.describe()
+
+    def pair_counts(self) -> tuple[int, int]:
+        """(pairs the model scored, pairs answered from a score cache) in this process so far."""
+        return self.pairs_scored, 0
+
     def probability(self, logits: np.ndarray) -> np.ndarray:
         return sigmoid(logits, self.calibration.temperature)
 
