@@ -11,6 +11,7 @@ pages = st.navigation(
         st.Page("views/documents.py", title="Documents", icon="📄"),
         st.Page("views/search.py", title="Search", icon="🔎"),
         st.Page("views/evaluate.py", title="Evaluate", icon="📊"),
+        st.Page("views/experiments.py", title="Experiments", icon="🧪"),
     ]
 )
 settings_sidebar()

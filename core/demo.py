@@ -9,6 +9,8 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEMO_CORPUS = DATA_DIR / "demo"
 SUGGESTED_QUERIES = DATA_DIR / "suggested_queries.json"
 DEMO_JUDGMENTS = DATA_DIR / "judgments"
+# Confusable passages (near misses, paraphrases) on which dense, BM25 and hybrid differ: data/hard/README.md.
+DEMO_HARD = DATA_DIR / "hard"
 # Judged collections that sit beside the checkout (../shared/datasets), for evaluation and benchmarks.
 SHARED_DATASETS = DATA_DIR.parent.parent / "shared" / "datasets"
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from core.config import Settings
-from core.demo import DEMO_JUDGMENTS, SHARED_DATASETS
+from core.demo import DEMO_HARD, DEMO_JUDGMENTS, SHARED_DATASETS
 from core.embedding.bi_encoder import BiEncoder, Progress
 from core.evaluation.datasets import JudgedDataset, dataset_from_labels
 from core.evaluation.evaluate import EvalProgress, evaluate
@@ -95,9 +95,9 @@ UPLOADED = "uploaded-datasets"
 
 
 def dataset_folders(settings: Settings) -> list[Path]:
-    """Judged datasets on offer: the demo judgments, ../shared/datasets, RERANK_DATASETS, uploads."""
+    """Judged datasets on offer: the two demo sets, ../shared/datasets, RERANK_DATASETS, uploads."""
     roots = [SHARED_DATASETS, settings.workspace / UPLOADED, *settings.dataset_roots]
-    folders = [DEMO_JUDGMENTS]
+    folders = [DEMO_JUDGMENTS, DEMO_HARD]
     for root in roots:
         if root.is_dir():
             folders += sorted(p for p in root.iterdir() if (p / "queries.jsonl").is_file())

@@ -56,13 +56,19 @@ def open_query_source(settings: Settings, source: str | Path, qrels: Path | None
         return QuerySource(QuerySet.from_dataset(dataset), dataset)
     try:
         data = path.read_bytes()
+        judgments = (qrels.name, qrels.read_bytes()) if qrels is not None else None
     except OSError as exc:
-        raise QuerySetError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if path.suffix.lower() == ".csv" and _is_quepid(data):
-        return QuerySource(read_quepid_ratings(path.name, data.decode("utf-8-sig", "replace")))
-    query_set = read_query_file(path.name, data)
-    if qrels is not None:
-        attach_judgments(query_set, qrels)
+        raise QuerySetError(f"{exc.filename}: cannot be read ({exc.strerror or exc})") from None
+    return query_source_from_upload(path.name, data, judgments)
+
+
+def query_source_from_upload(name: str, data: bytes, judgments: tuple[str, bytes] | None = None) -> QuerySource:
+    """A query list or a Quepid ratings CSV, with optional judgments (qrels or Quepid), from their bytes."""
+    if name.lower().endswith(".csv") and _is_quepid(data):
+        return QuerySource(read_quepid_ratings(name, data.decode("utf-8-sig", "replace")))
+    query_set = read_query_file(name, data)
+    if judgments is not None:
+        attach_judgments(query_set, *judgments)
     return QuerySource(query_set)
 
 
@@ -71,16 +77,16 @@ def _is_quepid(data: bytes) -> bool:
     return all(column in header for column in ("docid", "rating"))
 
 
-def attach_judgments(query_set: QuerySet, path: Path) -> None:
+def attach_judgments(query_set: QuerySet, name: str, data: bytes) -> None:
     """Judgments for a plain list: TREC/BEIR qrels, or a Quepid ratings CSV matched by query text."""
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".csv":
-        quepid = read_quepid_ratings(path.name, text)
+    text = data.decode("utf-8-sig", "replace")
+    if name.lower().endswith(".csv"):
+        quepid = read_quepid_ratings(name, text)
         by_text = {t: q for q, t in query_set.queries.items()}
         qrels = {by_text[t]: quepid.qrels[q] for q, t in quepid.queries.items() if t in by_text}
         query_set.problems += quepid.problems
     else:
-        qrels, problems, _ = parse_qrels(text, path.name)
+        qrels, problems, _ = parse_qrels(text, name)
         query_set.problems += problems
     query_set.qrels = {q: j for q, j in qrels.items() if q in query_set.queries}
 
@@ -142,7 +148,12 @@ def run_experiment_in(
             workspace.close()
     if experiment is None:
         return None, None
-    experiment.settings = {"bi_encoder": encoder.model_id, "lexical_engine": retriever.lexical.engine}
+    experiment.settings = {
+        "bi_encoder": encoder.model_id,
+        "lexical_engine": retriever.lexical.engine,
+        # Where the document ids point: the explorer's own index (labels apply) or a dataset's corpus.
+        "index": "workspace" if source.dataset is None else f"dataset:{source.query_set.name}",
+    }
     return experiment, snapshots(settings).save(experiment)
 
 

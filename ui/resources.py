@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.config import Settings
@@ -10,6 +12,7 @@ from core.errors import ExplorerError
 from core.ingest.workspace import Workspace
 from core.rerank.base import Reranker, RerankerLoadError
 from core.rerank.factory import open_reranker
+from core.rerank.score_cache import ScoreCache
 from ui.safe import md
 
 # The settings a workspace is opened with (besides its folder); chunk sizes chosen on the Documents page
@@ -78,6 +81,12 @@ def reranker(settings: Settings) -> tuple[Reranker | None, RerankerLoadError | N
             reranker_problem=settings.reranker_problem,
         )
     )
+
+
+@st.cache_resource
+def score_cache(path: str) -> ScoreCache:
+    """One score cache per file for the process: every session's experiments read and add to it."""
+    return ScoreCache(Path(path))
 
 
 def forget_reranker_failure() -> None:

@@ -71,7 +71,7 @@ def read_query_file(name: str, data: bytes) -> QuerySet:
             queries[qid] = query
     if not queries:
         raise QuerySetError(f"{name}: no queries found")
-    return QuerySet(Path(name).stem, queries, None, problems)
+    return QuerySet(name[: len(name) - len(suffix)], queries, None, problems)
 
 
 def _txt_rows(text: str, name: str):

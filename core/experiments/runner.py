@@ -85,7 +85,12 @@ def run_experiment(
         if should_stop():
             return None
         searched = time.perf_counter()
-        lists = retriever.lists(query_set.queries[qid], min(k * CHUNKS_PER_DOCUMENT, MAX_SEARCH_LIMIT), stages, vector)
+        try:
+            lists = retriever.lists(
+                query_set.queries[qid], min(k * CHUNKS_PER_DOCUMENT, MAX_SEARCH_LIMIT), stages, vector
+            )
+        except Exception as exc:  # the index went away, a server stopped answering: stop, keep nothing
+            raise ExperimentError(f"the first stage failed at query {qid!r}: {type(exc).__name__}: {exc}") from exc
         experiment.timings_s["first_stage"] += time.perf_counter() - searched
         for name, pipeline in pipelines.items():
             _run_pipeline(experiment, name, pipeline, qid, lists, rerankers, k, doc_key)

@@ -6,7 +6,6 @@ import html
 import re
 from pathlib import Path
 
-import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
@@ -14,14 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 HOME = str(ROOT / "app.py")
 TIMEOUT = 180
 QUERY = "When does the IPO lock-up period expire?"
-
-
-@pytest.fixture
-def app_env(tmp_path, monkeypatch, tiny_zerank_path):
-    monkeypatch.setenv("RERANK_WORKSPACE", str(tmp_path / "workspace"))
-    monkeypatch.setenv("RERANK_RERANKER", str(tiny_zerank_path))
-    monkeypatch.setenv("RERANK_DEVICE", "cpu")
-    return tmp_path
 
 
 def _page(page: str | None = None, **query_params) -> AppTest:

@@ -316,3 +316,55 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
             expect(page.get_by_text("upload-123.txt").first).to_be_visible()
             assert page.locator("[data-testid=stException]").count() == 0
         browser.close()
+
+
+# --- the Experiments page: three pipelines on the demo judgments, then the snapshot by its URL -----------
+
+
+@pytest.fixture
+def experiment_server(tmp_path, tiny_zerank_path):
+    """The app over a workspace where three pipelines were saved by the command line."""
+    env = {**os.environ, "RERANK_WORKSPACE": str(tmp_path / "workspace"), "HF_HUB_OFFLINE": "1"}
+    for name, spec in (("dense", "dense"), ("BM25", "bm25"), ("dense + reranker", f"dense+{tiny_zerank_path}@5")):
+        saved = subprocess.run(
+            [sys.executable, "-m", "core", "pipelines", "save", name, spec],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert saved.returncode == 0, saved.stderr
+    yield from _streamlit(tmp_path, tiny_zerank_path)
+
+
+def test_experiments_page_runs_three_pipelines_and_opens_the_snapshot_by_url_in_chromium(experiment_server):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 3200})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)
+        page.goto(f"{experiment_server}/experiments")
+        expect(page.get_by_role("button", name="Run the experiment")).to_be_visible()
+        k = page.get_by_label("Documents per query (k)")
+        k.fill("10")
+        k.press("Enter")
+        page.wait_for_timeout(1000)
+        page.get_by_role("button", name="Run the experiment").click()
+        expect(page.get_by_role("heading", name="One query, every pipeline")).to_be_visible()
+        expect(page.get_by_text("dense + reranker").first).to_be_visible()
+        expect(page.get_by_text("P(relevant)").first).to_be_visible()
+        expect(page.get_by_text("dense (baseline)")).to_be_visible()
+        match = re.search(r"snapshot=([0-9TZ]+-[0-9a-f]{6})", page.url)
+        assert match, page.url
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "browser-experiments.png"), full_page=True)
+
+        # The snapshot and one query inside it, opened by a link in a fresh page.
+        linked = browser.new_page(viewport={"width": 1500, "height": 3200})
+        linked.goto(f"{experiment_server}/experiments?snapshot={match.group(1)}&query=q7")
+        expect(linked.get_by_role("heading", name="One query, every pipeline")).to_be_visible()
+        chosen = linked.get_by_role("combobox", name="Query (most disagreement first)")
+        expect(chosen).to_have_value(re.compile(r"^q7: Is it better to invest a lump sum"))
+        linked.screenshot(path=str(ARTIFACTS / "browser-experiments-linked.png"), full_page=True)
+        browser.close()
+    assert (ARTIFACTS / "browser-experiments.png").stat().st_size > 10_000

@@ -71,3 +71,12 @@ def test_dimension_mismatch_is_reported(tmp_path):
     MilvusVectorStore(uri, DIM).close()
     with pytest.raises(VectorStoreError, match="32-dimensional"):
         MilvusVectorStore(uri, 16)
+
+
+def test_bm25_on_an_empty_collection_finds_nothing_instead_of_failing(tmp_path):
+    store = MilvusVectorStore(str(tmp_path / "index.db"), DIM)
+    try:
+        assert store.supports_bm25
+        assert store.search_text("storks migrate", 10) == []
+    finally:
+        store.close()
