@@ -13,6 +13,7 @@ from ui import resources
 from ui.charts import latency_figure, rank_movement_figure
 from ui.display_names import FUSION_LABELS, MODE_LABELS
 from ui.format import format_params, format_seconds
+from ui.pipeline_columns import pipeline_columns
 from ui.results import dense_column, lexical_column, reranked_column
 from ui.safe import md
 from ui.search_state import View, fill_form, form_defaults, form_view, url_view, view_of, write_url
@@ -208,6 +209,7 @@ with columns[-1]:
 if result.reranked:
     with st.expander("The exact query text the reranker saw"):
         st.code(result.pipeline.reranker_query(result.query), language=None)
+pipeline_columns(settings, workspace, result.query, result.k, show)
 
 st.subheader("Latency")
 timings = result.timings_ms

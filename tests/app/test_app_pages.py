@@ -405,3 +405,24 @@ def test_the_sidebar_shows_the_licence_read_from_the_models_card(app_env, monkey
     assert not at.exception
     sidebar = " ".join(_texts(at.sidebar.caption))
     assert "licence apache-2.0" in sidebar
+
+
+def test_saved_pipelines_show_as_columns_beside_the_results_and_stay_in_the_url(app_env, tiny_zerank_path):
+    from core.retrieval.pipeline_spec import PipelineStore, parse_spec
+
+    _load_demo()
+    store = PipelineStore(app_env / "workspace")
+    store.save("lexical", parse_spec("bm25"))
+    store.save(f"reranked {HOSTILE}", parse_spec(f"hybrid:rrf+{tiny_zerank_path}@3|Prefer the statute."))
+    at = _page("views/search.py", q=QUERY, col=["lexical", f"reranked {HOSTILE}", "not saved"])
+    assert not at.exception
+    assert at.multiselect(key="pipeline_columns").value == ["lexical", f"reranked {HOSTILE}"]
+    assert at.query_params["col"] == ["lexical", f"reranked {HOSTILE}"]
+    shown = _texts(at.markdown)
+    assert "lexical" in shown and f"reranked {HOSTILE}".replace("evil", "") in [
+        t.replace("\u2060", "").replace("evil", "") for t in shown
+    ]
+    assert "Instruction given to the reranker: Prefer the statute." in _texts(at.caption)
+    assert sum(s.value == "BM25" for s in at.subheader) == 1 and _assert_inert(at) >= 1
+    subheaders = [s.value for s in at.subheader]
+    assert subheaders.count("Reranked by reranker") == 2  # the page's own reranked column and the pipeline's
