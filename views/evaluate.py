@@ -1,5 +1,6 @@
 """Evaluate: NDCG@10 and friends for both stages on judged queries, and the lift reranking adds."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -14,9 +15,10 @@ from core.eval_runner import (
     run_label_evaluation,
     save_uploaded_dataset,
 )
-from core.evaluation.datasets import DatasetError, load_dataset
+from core.evaluation.datasets import DatasetError, load_dataset, write_qrels
 from core.evaluation.labels import LabelStore
 from core.evaluation.report import FIRST_STAGES
+from core.experiments.interop import read_quepid_ratings, write_quepid_ratings
 from core.retrieval.pipeline import Pipeline
 from ui import resources
 from ui.display_names import STAGE_LABELS
@@ -35,6 +37,19 @@ st.write(
     "Run both stages on every judged query and measure what reranking adds: NDCG@10, MRR@10, Recall@10/100 and "
     "MAP@100 per stage, the lift with a 95% confidence interval and a significance test."
 )
+
+
+def import_labels(labels: LabelStore, qrels_file, queries_file) -> tuple[int, list[str]]:
+    """TREC/BEIR qrels with an optional queries.jsonl, or a Quepid ratings CSV (queries by their text)."""
+    text = qrels_file.getvalue().decode("utf-8", errors="replace")
+    if qrels_file.name.lower().endswith(".csv"):
+        rated = read_quepid_ratings(qrels_file.name, text)
+        queries = "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in rated.queries.items())
+        added, problems = labels.import_qrels(write_qrels(rated.qrels), qrels_file.name, queries)
+        return added, rated.problems + problems
+    queries = queries_file.getvalue().decode("utf-8", errors="replace") if queries_file else None
+    return labels.import_qrels(text, qrels_file.name, queries)
+
 
 FOLDER, UPLOAD, LABELS = "A dataset folder", "Upload a dataset", "My labelled queries"
 source = st.radio("Judged queries", [FOLDER, UPLOAD, LABELS], horizontal=True)
@@ -68,20 +83,23 @@ else:
         f"{len(labelled)} labelled queries in {md(workspace.folder)} (label results on the Search page). "
         "They are evaluated on the explorer's own index."
     )
-    exports = st.columns(2)
+    exports = st.columns(3)
     exports[0].download_button("Export labels (TREC qrels)", labels.export_qrels(), "labels.qrels")
     exports[1].download_button("Export labelled queries (jsonl)", labels.export_queries(), "labels.queries.jsonl")
+    exports[2].download_button(
+        "Export labels (Quepid ratings CSV)", write_quepid_ratings(labels.queries(), labelled), "ratings.csv"
+    )
     with st.expander("Import labels"):
-        qrels_file = st.file_uploader("qrels (TREC or BEIR)", type=["qrels", "tsv", "txt"], key="import_qrels")
+        qrels_file = st.file_uploader(
+            "qrels (TREC or BEIR), or Quepid ratings (.csv: query,docid,rating)",
+            type=["qrels", "tsv", "txt", "csv"],
+            key="import_qrels",
+        )
         queries_file = st.file_uploader("queries.jsonl (texts of the queries)", type=["jsonl"], key="import_queries")
         if st.button("Import", disabled=qrels_file is None):
             try:
-                added, problems = labels.import_qrels(
-                    qrels_file.getvalue().decode("utf-8", errors="replace"),
-                    qrels_file.name,
-                    queries_file.getvalue().decode("utf-8", errors="replace") if queries_file else None,
-                )
-            except DatasetError as exc:
+                added, problems = import_labels(labels, qrels_file, queries_file)
+            except ExplorerError as exc:
                 st.error(md(exc), icon="⚠️")
             else:
                 st.success(f"Imported {added} label(s).")

@@ -426,3 +426,24 @@ def test_saved_pipelines_show_as_columns_beside_the_results_and_stay_in_the_url(
     assert sum(s.value == "BM25" for s in at.subheader) == 1 and _assert_inert(at) >= 1
     subheaders = [s.value for s in at.subheader]
     assert subheaders.count("Reranked by reranker") == 2  # the page's own reranked column and the pipeline's
+
+
+def test_labels_import_from_and_export_to_quepid_ratings(app_env):
+    from core.evaluation.labels import LabelStore, query_id
+    from core.experiments.interop import read_quepid_ratings, write_quepid_ratings
+
+    ratings = f'query,docid,rating\n"bonds, {HOSTILE}",finance/bond-duration.md,3\nlock-up,"legal/a ""b"".md",1\n'
+    at = _page("views/evaluate.py")
+    at.radio[0].set_value("My labelled queries").run()
+    at.file_uploader(key="import_qrels").set_value([("ratings.csv", ratings.encode(), "text/csv")]).run()
+    next(b for b in at.button if b.label == "Import").click().run()
+    assert not at.exception and "Imported 2 label(s)." in _texts(at.success)
+    labels = LabelStore(app_env / "workspace")
+    assert labels.qrels() == {
+        query_id(f"bonds, {HOSTILE}"): {"finance/bond-duration.md": 3},
+        query_id("lock-up"): {'legal/a "b".md': 1},
+    }
+    exported = next(b for b in at.get("download_button") if "Quepid" in b.proto.label)
+    assert exported.proto.label == "Export labels (Quepid ratings CSV)"
+    again = read_quepid_ratings("x.csv", write_quepid_ratings(labels.queries(), labels.qrels()))
+    assert again.qrels == labels.qrels() and set(again.queries.values()) == {f"bonds, {HOSTILE}", "lock-up"}
