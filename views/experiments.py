@@ -1,13 +1,14 @@
 """Experiments: any number of saved pipelines over a query set, judged or not; snapshots and their comparison."""
 
 import time
+from pathlib import Path
 
 import streamlit as st
 
 from core.errors import ExplorerError
 from core.eval_runner import dataset_folders
 from core.experiment_runner import LABELS, open_query_source, query_source_from_upload, run_experiment_in, snapshots
-from core.experiments.snapshot import SnapshotError, compare_snapshots
+from core.experiments.snapshot import SnapshotError, SnapshotStore, compare_snapshots
 from core.rerank.score_cache import CachedReranker
 from core.retrieval.pipeline_spec import PipelineStore, parse_spec
 from ui import resources
@@ -151,6 +152,20 @@ with st.expander("New experiment", expanded=not store.ids()):
     run_form(query_source())
 
 
+@st.cache_data(max_entries=16, show_spinner="Computing the metrics, intervals and agreement…")
+def analysis(folder: str, snapshot_id: str) -> dict:
+    """A snapshot never changes once written, so its figures are computed once per process."""
+    experiment = SnapshotStore(Path(folder)).load(snapshot_id)
+    metrics, per_query = experiment.metrics(), experiment.agreement_per_query()
+    return {
+        "metrics": metrics,
+        "comparisons": experiment.comparisons(metrics),
+        "per_query": per_query,
+        "agreement": experiment.agreement(per_query),
+        "order": experiment.disagreement(per_query),
+    }
+
+
 def show(experiment) -> None:
     query_set = experiment.query_set
     st.caption(
@@ -162,14 +177,11 @@ def show(experiment) -> None:
         st.caption(
             f"{md(model_id)}: {counts['pairs_scored']} pairs scored, {counts['pairs_from_cache']} from the cache."
         )
-    metrics, per_query = experiment.metrics(), experiment.agreement_per_query()
-    st.dataframe(
-        pipelines_table(experiment, metrics, experiment.comparisons(metrics), experiment.agreement(per_query)),
-        hide_index=True,
-    )
+    figures = analysis(str(store.folder), experiment.id)
+    metrics, per_query, order = figures["metrics"], figures["per_query"], figures["order"]
+    st.dataframe(pipelines_table(experiment, metrics, figures["comparisons"], figures["agreement"]), hide_index=True)
     if not metrics:
         st.info("No judgments for these queries: the table shows agreement with the baseline only.")
-    order = experiment.disagreement(per_query)
     qids = [q for q, _ in order]
     if metrics:
         lift = {n: {q: metrics[n][q]["ndcg@10"] - metrics[experiment.baseline][q]["ndcg@10"] for q in metrics[n]}
