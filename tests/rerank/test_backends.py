@@ -74,3 +74,24 @@ def test_a_down_server_keeps_the_first_stage_and_says_what_to_do(monkeypatch):
     assert result.reranked == [] and result.dense
     assert "is down or unreachable" in result.reranker_error
     assert "unset RERANK_SERVER_URL" in result.reranker_error
+
+
+def test_local_and_server_prefixes_put_both_side_by_side(tiny_zerank_path, monkeypatch):
+    """One experiment can hold the local model and the served one: ``local:`` and ``server:`` say which."""
+    server = RerankTestServer(tiny_zerank_path).start()
+    try:
+        monkeypatch.setenv("RERANK_SERVER_URL", server.url)
+        monkeypatch.setenv("RERANK_SERVER_MODEL", "the-setting")
+        local = open_reranker(Settings.from_env(reranker=f"local:{tiny_zerank_path}", device="cpu", dtype="float32"))
+        served = open_reranker(Settings.from_env(reranker="server:zerank-served"))
+        assert isinstance(local, CrossEncoderReranker) and local.model_id == str(tiny_zerank_path)
+        assert isinstance(served, HttpReranker) and served.model_id == "zerank-served"
+        assert local.identity != served.identity  # the score cache keeps them apart
+        texts = ["lock-up periods end 180 days after an IPO", "a recipe for bread"]
+        gap = abs(local.score("lock-up?", texts) - served.score("lock-up?", texts)).max()
+        assert gap < 1e-4
+        monkeypatch.delenv("RERANK_SERVER_URL")
+        with pytest.raises(RerankerLoadError, match="no rerank server is set.*RERANK_SERVER_URL"):
+            open_reranker(Settings.from_env(reranker="server:zerank-served"))
+    finally:
+        server.stop()
