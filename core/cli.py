@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from core.cli_experiment import add_experiment_command, experiment_command
+from core.cli_judge import add_judge_command, judge_command
 from core.cli_pipelines import apply_pipeline, pipelines_command
 from core.config import EMBED_BACKENDS, Settings
 from core.demo import SHARED_DATASETS
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(evaluate)
 
     add_experiment_command(commands, _common)
+    add_judge_command(commands, _common)
     _bench_commands(commands)
     pipelines = commands.add_parser("pipelines", help="list, save or delete named pipelines of the workspace")
     pipelines.add_argument("action", choices=("list", "save", "delete"))
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         return pipelines_command(args, settings)
     if args.command == "experiment":
         return experiment_command(args, settings)
+    if args.command == "judge":
+        return judge_command(args, settings)
     try:
         settings = apply_pipeline(args, settings)
     except ExplorerError as exc:

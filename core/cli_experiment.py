@@ -29,6 +29,9 @@ def add_experiment_command(commands, common) -> None:
     parser.add_argument("--baseline", help="the pipeline the others are compared with (default: the first)")
     parser.add_argument("-k", type=int, default=100, help="documents per query (default 100)")
     parser.add_argument("--qrels", type=Path, help="judgments for a query list: TREC/BEIR qrels or Quepid ratings .csv")
+    parser.add_argument(
+        "--judge-qrels", type=Path, help="an LLM judge's grades (python -m core judge): merged, a human label wins"
+    )
     parser.add_argument("--run-out", type=Path, help="write NAME.run per pipeline (and the judgments) here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     common(parser)
@@ -64,6 +67,8 @@ def experiment_command(args, settings) -> int:
         pipelines = named_pipelines(args.pipeline, PipelineStore(settings.workspace))
         baseline = args.baseline or next(iter(pipelines))
         source = open_query_source(settings, args.queries, args.qrels)
+        if args.judge_qrels:
+            add_judge_labels(source.query_set, args.judge_qrels)
         encoder = BiEncoder(settings.bi_encoder, settings.device, settings.dtype, settings.embed_backend)
         rerankers = cached_rerankers(settings, pipelines, score_cache(settings))
     except RerankerLoadError as exc:
@@ -95,6 +100,23 @@ def experiment_command(args, settings) -> int:
     else:
         print_summary(summary)
     return 0
+
+
+def add_judge_labels(query_set, path: Path) -> None:
+    """The judge's grades under the human's: metrics then use both, and say so (``labels``: merged)."""
+    from core.evaluation.datasets import parse_qrels
+    from core.experiments.query_sets import QuerySetError
+    from core.judging.agreement import merged
+
+    try:
+        judged, problems, _ = parse_qrels(path.read_text(encoding="utf-8"), path.name)
+    except OSError as exc:
+        raise QuerySetError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    judged = {q: grades for q, grades in judged.items() if q in query_set.queries}
+    if judged:
+        query_set.labels = "merged" if query_set.qrels else "judge"
+        query_set.qrels = merged(query_set.qrels or {}, judged)
+    query_set.problems += problems
 
 
 def write_runs(experiment, folder: Path) -> None:

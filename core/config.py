@@ -257,3 +257,13 @@ class Settings:
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
+
+
+# An LLM judge (core.judging): an OpenAI-compatible chat endpoint. The key comes only from here, never
+# from a flag (which shells keep in their history and ps shows), and is never shown back.
+JUDGE_ENV = {"url": "RERANK_JUDGE_URL", "model": "RERANK_JUDGE_MODEL", "api_key": "RERANK_JUDGE_KEY"}
+
+
+def judge_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if environ is None else environ
+    return {name: env[var].strip() for name, var in JUDGE_ENV.items() if env.get(var, "").strip()}

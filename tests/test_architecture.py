@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUND = {"core.chunks", "core.errors", "core.config", "core.devices", "core.locking", "core.demo", "core.lazy_exports"}
-PACKAGES = ("ingest", "embedding", "index", "retrieval", "rerank", "evaluation", "experiments", "bench")
+PACKAGES = ("ingest", "embedding", "index", "retrieval", "rerank", "evaluation", "experiments", "judging", "bench")
 # What each package may import from the others (the ground floor is open to all).
 ALLOWED = {
     "embedding": set(),
@@ -24,6 +24,7 @@ ALLOWED = {
     "retrieval": {"embedding", "index", "rerank"},
     "evaluation": {"embedding", "index", "rerank", "retrieval"},
     "experiments": {"embedding", "index", "rerank", "retrieval", "evaluation"},
+    "judging": {"rerank", "evaluation"},
     "ingest": {"embedding", "index"},
     "bench": {"embedding", "rerank", "ingest"},
 }

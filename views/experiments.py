@@ -168,9 +168,10 @@ def analysis(folder: str, snapshot_id: str) -> dict:
 
 def show(experiment) -> None:
     query_set = experiment.query_set
+    labels = f"; judgments: {query_set['labels']}" if query_set.get("labels") else ""
     st.caption(
         f"Query set **{md(query_set['name'])}** ({query_set['queries']} queries, fingerprint {query_set['fingerprint']}"
-        f"); corpus {md(experiment.corpus.get('fingerprint', '?'))}; k={experiment.k}; baseline "
+        f"{labels}); corpus {md(experiment.corpus.get('fingerprint', '?'))}; k={experiment.k}; baseline "
         f"**{md(experiment.baseline)}**; {experiment.created_at} UTC; {experiment.timings_s.get('total', 0):.1f} s."
     )
     for model_id, counts in experiment.reranking.items():

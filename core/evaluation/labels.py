@@ -44,9 +44,10 @@ class LabelStore:
     sessions labelling at once never lose each other's labels nor read a half-written file.
     """
 
-    def __init__(self, folder: Path):
-        self.qrels_path = Path(folder) / "labels.qrels"
-        self.queries_path = Path(folder) / "labels.queries.jsonl"
+    def __init__(self, folder: Path, name: str = "labels"):
+        """``name``: "labels" for a human's, "judge" for an LLM judge's (kept apart: a human label wins)."""
+        self.qrels_path = Path(folder) / f"{name}.qrels"
+        self.queries_path = Path(folder) / f"{name}.queries.jsonl"
         self._lock = _lock_for(self.qrels_path)
 
     @locked

@@ -32,6 +32,7 @@ class QuerySet:
     queries: dict[str, str]  # query id -> text, in the set's order
     qrels: Qrels | None = None  # None: no judgments
     problems: list[str] = field(default_factory=list)
+    labels: str = "human"  # whose judgments the qrels are: human, judge, or merged (a human's win)
 
     @property
     def judged(self) -> bool:

@@ -27,7 +27,7 @@ from core.retrieval.pipeline import Pipeline
 from core.retrieval.pipeline_spec import spec_of
 
 ExperimentProgress = Callable[[int, int], None]  # (queries done, total)
-PASSAGE_CHARS = 600
+PASSAGE_CHARS = 1500  # enough for a judge to read, small enough to keep snapshots light
 
 
 class ExperimentError(ExplorerError):
@@ -68,6 +68,7 @@ def run_experiment(
             "name": query_set.name,
             "fingerprint": query_set.fingerprint,
             "judged": query_set.judged,
+            "labels": query_set.labels if query_set.judged else None,
             "queries": len(qids),
         },  # fmt: skip
         corpus=corpus or {},

@@ -74,3 +74,17 @@ def test_quepid_ratings_skip_bad_rows_by_line_and_round_fractional_ratings():
 def test_a_trec_run_lists_each_query_in_rank_order():
     text = trec_run({"q1": [("a", 2.0), ("b", 1.5)], "q2": [("c", 0.25)]}, "dense")
     assert text == "q1 Q0 a 1 2.0 dense\nq1 Q0 b 2 1.5 dense\nq2 Q0 c 1 0.25 dense\n"
+
+
+def test_judge_labels_merge_under_the_humans_and_the_set_says_whose_they_are(tmp_path):
+    from core.cli_experiment import add_judge_labels
+    from core.experiments.query_sets import QuerySet
+
+    judge_file = tmp_path / "judge.qrels"
+    judge_file.write_text("q1 0 a 0\nq1 0 new 2\nq9 0 x 3\n")
+    judged = QuerySet("set", {"q1": "bonds", "q2": "swaps"}, {"q1": {"a": 3}})
+    add_judge_labels(judged, judge_file)
+    assert judged.qrels == {"q1": {"a": 3, "new": 2}} and judged.labels == "merged"  # q9 is not in the set
+    unjudged = QuerySet("list", {"q1": "bonds"})
+    add_judge_labels(unjudged, judge_file)
+    assert unjudged.qrels == {"q1": {"a": 0, "new": 2}} and unjudged.labels == "judge"
