@@ -14,6 +14,7 @@ from core.retrieval.pipeline_spec import PipelineStore, parse_spec
 from ui import resources
 from ui.experiments import comparison, downloads, drill_down, per_query_figure, pipelines_table, queries_table
 from ui.format import format_seconds
+from ui.judging import judge_panel
 from ui.safe import md
 from ui.sidebar import current_settings, reranker_enabled
 
@@ -238,3 +239,5 @@ except SnapshotError as exc:
     st.stop()
 show(shown)
 compare_with(shown, ids)
+st.subheader("Assisted judging")
+judge_panel(shown, settings)

@@ -91,3 +91,37 @@ def test_the_cli_judges_the_unjudged_pool_and_measures_agreement(served, tmp_pat
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
     second = json.loads(again.stdout)
     assert second["from_cache"] == second["pairs_judged"] and second["requests_sent"] == 0
+
+
+def test_the_experiments_page_tests_one_pair_grades_the_pool_and_shows_the_trust_figures(
+    served, tmp_path, monkeypatch, encoder
+):
+    from core.config import Settings
+    from core.experiment_runner import open_query_source, run_experiment_in
+    from core.retrieval.pipeline_spec import parse_spec
+    from tests.app.test_app_pages import _page, _texts
+
+    monkeypatch.setenv("RERANK_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("RERANK_JUDGE_URL", served.url)
+    monkeypatch.setenv("RERANK_JUDGE_MODEL", MODEL)
+    monkeypatch.setenv("RERANK_JUDGE_KEY", KEY)
+    settings = Settings(workspace=tmp_path / "ws")
+    pipelines = {"dense": parse_spec("dense"), "bm25": parse_spec("bm25")}
+    source = open_query_source(settings, DEMO_JUDGMENTS)
+    experiment, _ = run_experiment_in(settings, encoder, source, pipelines, {}, baseline="dense", k=10)
+    at = _page("views/experiments.py", snapshot=experiment.id)
+    assert not at.exception
+    at.number_input(key="j_depth").set_value(1)
+    at.checkbox(key="j_also_human").check().run()
+    next(b for b in at.button if b.label == "Test on one pair").click().run()
+    assert not at.exception, at.exception
+    prompt, answer = (c.value for c in at.code[-2:])
+    assert "Query: " in prompt and json.loads(answer)["rating"] in (0, 1, 2, 3)
+    next(b for b in at.button if b.label.startswith("Grade ")).click().run()
+    assert not at.exception, at.exception
+    assert any("graded" in t and "0 unrateable" in t for t in _texts(at.success))
+    shown = " ".join(_texts(at.caption))
+    assert "weighted kappa" in shown and KEY not in shown
+    table = at.dataframe[-1].value
+    assert list(table.columns) == ["human", "judge", "merged (human wins)"] and list(table.index) == ["dense", "bm25"]
+    assert all(KEY not in str(e.value) for kind in ("markdown", "caption", "code", "error") for e in getattr(at, kind))
