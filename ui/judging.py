@@ -32,7 +32,8 @@ def judge_panel(experiment: Experiment, settings: Settings) -> None:
         st.caption(f"{len(pairs)} pooled pairs to grade; {skipped} left out because a human labelled them.")
         if judge is None or not pairs:
             return
-        test, run = st.columns([1, 3])
+        test, run, cancel = st.columns([1, 1, 2])
+        cancel.button("Cancel", key="j_cancel", help="Stops the grading; every answer already given stays cached")
         if test.button("Test on one pair", key="j_test"):
             _test_one(judge, pairs[0])
         if run.button(f"Grade {len(pairs)} pairs", key="j_run", type="primary"):
