@@ -111,6 +111,14 @@ def run_form(source) -> None:
     baseline = left.selectbox("Baseline", chosen, key="x_baseline")
     k = right.number_input("Documents per query (k)", 1, 1000, 100, key="x_k")
     pipelines = {name: available[name] for name in chosen}
+    reranking = {n: p for n, p in pipelines.items() if p.reranks}
+    if source is not None and reranking:
+        pairs = sum(min(p.rerank_depth, int(k)) for p in reranking.values()) * len(source.query_set.queries)
+        st.caption(
+            f"Reranking: up to about {pairs:,} documents to score ({', '.join(md(n) for n in reranking)}), each one "
+            "or more chunks; pairs scored before come from the score cache. A 4B reranker on a CPU scores a few "
+            "pairs a second: lower the depth for a first look."
+        )
     if source is not None:
         st.caption(f"{len(pipelines)} pipelines × {len(source.query_set.queries)} queries"
                    + (" (judged)" if source.query_set.judged else " (no judgments: agreement only)"))  # fmt: skip
