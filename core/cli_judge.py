@@ -81,15 +81,16 @@ def judge_command(args, settings) -> int:
 
 def trust(experiment, human, judged) -> dict:
     """The judge against the human on shared pairs, and each pipeline's NDCG@10 under each set of labels."""
-    from core.judging.agreement import confusion, merged, shared_pairs, weighted_kappa
+    from core.judging.agreement import confusion, grade_labels, merged, shared_pairs, weighted_kappa
 
     pairs = shared_pairs(human, judged)
     under = {}
     for labels, qrels in (("human", human), ("judge", judged), ("merged", merged(human, judged))):
         metrics = replace(experiment, qrels=qrels).metrics()
         under[labels] = {n: float(np.mean([m["ndcg@10"] for m in by_q.values()])) for n, by_q in metrics.items()}
-    return {"pairs": len(pairs), "weighted_kappa": weighted_kappa(pairs), "confusion": confusion(pairs).tolist(),
-            "ndcg@10": under}  # fmt: skip
+    labels = grade_labels(pairs)
+    return {"pairs": len(pairs), "weighted_kappa": weighted_kappa(pairs), "grades": labels,
+            "confusion": confusion(pairs, labels).tolist(), "ndcg@10": under}  # fmt: skip
 
 
 def _progress(done: int, total: int) -> None:

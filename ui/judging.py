@@ -15,7 +15,7 @@ from core.config import Settings, judge_env
 from core.errors import ExplorerError
 from core.experiments.snapshot import Experiment
 from core.judge_runner import JudgeLabelStore, JudgingRun, pooled_pairs
-from core.judging.agreement import confusion, merged, shared_pairs, weighted_kappa
+from core.judging.agreement import confusion, grade_labels, merged, shared_pairs, weighted_kappa
 from core.judging.client import ChatJudgeClient, JudgeSettings
 from core.judging.judge import Judge, JudgmentCache
 from core.judging.prompt import DEFAULT_TEMPLATE, TemplateError
@@ -120,8 +120,9 @@ def _trust(experiment: Experiment, judged) -> None:
     st.caption(f"{sum(len(g) for g in judged.values())} pairs graded by the judge; {len(pairs)} also labelled by a "
                f"human; weighted kappa {'—' if kappa is None else f'{kappa:.3f}'} (quadratic).")  # fmt: skip
     if pairs:
-        matrix = pd.DataFrame(confusion(pairs), index=[f"human {g}" for g in range(4)],
-                              columns=[f"judge {g}" for g in range(4)])  # fmt: skip
+        labels = grade_labels(pairs)
+        matrix = pd.DataFrame(confusion(pairs, labels), index=[f"human {g}" for g in labels],
+                              columns=[f"judge {g}" for g in labels])  # fmt: skip
         st.dataframe(matrix)
     rows = {}
     for labels, qrels in (("human", human), ("judge", judged), ("merged (human wins)", merged(human, judged))):

@@ -15,22 +15,32 @@ def shared_pairs(human: Qrels, judge: Qrels) -> list[tuple[int, int]]:
     ]
 
 
-def confusion(pairs: list[tuple[int, int]]) -> np.ndarray:
-    """Rows: the human's grade 0–3; columns: the judge's."""
-    matrix = np.zeros((len(GRADES), len(GRADES)), dtype=int)
+def grade_labels(pairs: list[tuple[int, int]]) -> list[int]:
+    """The grades the matrix has rows and columns for: 0–3 and whatever else a human's scale holds
+    (cranfield grades 1–4 and -1): a pair is never dropped for being off the judge's scale."""
+    return sorted(set(GRADES) | {grade for pair in pairs for grade in pair})
+
+
+def confusion(pairs: list[tuple[int, int]], labels: list[int] | None = None) -> np.ndarray:
+    """Rows: the human's grade; columns: the judge's; in the order of ``labels`` (``grade_labels``)."""
+    labels = labels or grade_labels(pairs)
+    index = {grade: i for i, grade in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
     for human, judged in pairs:
-        matrix[human, judged] += 1
+        matrix[index[human], index[judged]] += 1
     return matrix
 
 
 def weighted_kappa(pairs: list[tuple[int, int]]) -> float | None:
-    """Cohen's kappa with quadratic weights over the 0–3 scale; None without pairs or without variation."""
+    """Cohen's kappa with quadratic weights on the grades' positions (as scikit-learn weighs them); None without
+    pairs or without variation."""
     if not pairs:
         return None
-    observed = confusion(pairs).astype(float)
+    labels = grade_labels(pairs)
+    observed = confusion(pairs, labels).astype(float)
     observed /= observed.sum()
     expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
-    n = len(GRADES)
+    n = len(labels)
     weights = np.array([[(i - j) ** 2 / (n - 1) ** 2 for j in range(n)] for i in range(n)])
     chance = (weights * expected).sum()
     return None if chance == 0 else float(1.0 - (weights * observed).sum() / chance)

@@ -77,6 +77,17 @@ def test_weighted_kappa_and_the_confusion_matrix_match_scikit_learn():
     assert weighted_kappa([]) is None
 
 
+def test_a_human_scale_beyond_0_to_3_is_kept_not_dropped():
+    """cranfield grades 1 to 4 and -1: every shared pair counts, on the union of both scales (as sklearn)."""
+    rng = random.Random(9)
+    human = [rng.choice([-1, 1, 2, 3, 4]) for _ in range(80)]
+    judge = [rng.randint(0, 3) for _ in range(80)]
+    labels = [-1, 0, 1, 2, 3, 4]
+    pairs = list(zip(human, judge))
+    assert weighted_kappa(pairs) == pytest.approx(cohen_kappa_score(human, judge, weights="quadratic", labels=labels))
+    assert np.array_equal(confusion(pairs), confusion_matrix(human, judge, labels=labels))
+
+
 def test_human_labels_always_win_and_only_shared_pairs_are_compared():
     human = {"q1": {"a": 3, "b": 0}, "q2": {"c": 1}}
     judge = {"q1": {"a": 1, "d": 2}, "q3": {"e": 3}}
