@@ -263,6 +263,7 @@ def demo_server(tmp_path, tiny_zerank_path, encoder):
 def test_sessions_search_while_another_uploads_in_chromium(demo_server):
     from urllib.parse import urlencode
 
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     rng = random.Random(4)
@@ -284,10 +285,20 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
         viewers = [browser.new_context().new_page() for _ in range(3)]
         # One viewer picks another embedding runtime: the app opens a second Workspace on the same index
         # while the upload writes to it, and that one must neither repair the upload away nor wait for it.
+        for page in (uploader, *viewers):
+            page.set_default_timeout(120_000)  # a loaded 2-core machine renders a session's first page slowly
         switcher = viewers[0]
         switcher.goto(f"{demo_server}/search")
-        switcher.get_by_role("combobox", name="Embedding runtime").click()
-        switcher.get_by_role("option", name="torch", exact=True).click()
+        # The page must have finished its first run: a rerun that lands while the list is open closes it.
+        expect(switcher.get_by_role("textbox", name="Query")).to_be_visible()
+        for attempt in range(3):
+            switcher.get_by_role("combobox", name="Embedding runtime").click()
+            try:
+                switcher.get_by_role("option", name="torch", exact=True).click(timeout=20_000)
+                break
+            except PlaywrightTimeout:
+                if attempt == 2:
+                    raise
         searches = 0
         while not uploader.get_by_text("150 indexed", exact=False).is_visible():
             for n, page in enumerate(viewers):
