@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.cli_experiment import add_experiment_command, experiment_command
+from core.cli_experiment import add_experiment_command, add_judge_labels, experiment_command
 from core.cli_judge import add_judge_command, judge_command
 from core.cli_pipelines import apply_pipeline, pipelines_command
 from core.config import EMBED_BACKENDS, Settings
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--rerank-depth", type=int, help="documents reranked per query (default: k)")
     evaluate.add_argument("--reranker", help="CrossEncoder id or path, or 'none' (default: zerank-2)")
     evaluate.add_argument("--qrels", type=Path, help="qrels file (default: DATASET/qrels/test.tsv); BEIR TSV or TREC")
+    evaluate.add_argument("--judge-qrels", type=Path, help="an LLM judge's grades, merged under the human's")
     evaluate.add_argument("--run-out", type=Path, help="write TREC run files and per-query metrics here")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     _first_stage_options(evaluate)
@@ -248,6 +249,8 @@ def _eval(args, settings) -> int:
 
     try:
         dataset = load_dataset(args.dataset, qrels_path=args.qrels)
+        if args.judge_qrels:
+            add_judge_labels(dataset, args.judge_qrels)
         encoder = BiEncoder(settings.bi_encoder, settings.device, settings.dtype, settings.embed_backend)
     except ExplorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -270,6 +273,7 @@ def _eval(args, settings) -> int:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 2
     print(file=sys.stderr)
+    evaluation.settings["labels"] = "merged" if args.judge_qrels else "human"  # whose judgments the metrics use
     saved = evaluations(settings).save(evaluation)
     if args.run_out:
         args.run_out.mkdir(parents=True, exist_ok=True)
