@@ -276,10 +276,7 @@ def _eval(args, settings) -> int:
     evaluation.settings["labels"] = "merged" if args.judge_qrels else "human"  # whose judgments the metrics use
     saved = evaluations(settings).save(evaluation)
     if args.run_out:
-        args.run_out.mkdir(parents=True, exist_ok=True)
-        for stage in evaluation.stages:
-            (args.run_out / f"{stage}.run").write_text(evaluation.trec_run(stage), encoding="utf-8")
-        (args.run_out / "per_query.csv").write_text(evaluation.per_query_csv(), encoding="utf-8")
+        _write_runs(evaluation, args.run_out)
     summary = evaluation.summary()
     summary["corpus_indexing"] = {"embedded": ingest.embedded, "seconds": ingest.seconds}
     summary["saved"] = str(saved)
@@ -303,6 +300,13 @@ def _eval(args, settings) -> int:
         print("  skipped: " + ", ".join(f"{n} {what}" for what, n in summary["skipped"].items()))
     print(f"  wall time {evaluation.timings_s['total']:.1f} s (+{ingest.seconds:.1f} s indexing); saved {saved}")
     return 0
+
+
+def _write_runs(evaluation, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stage in evaluation.stages:
+        (folder / f"{stage}.run").write_text(evaluation.trec_run(stage), encoding="utf-8")
+    (folder / "per_query.csv").write_text(evaluation.per_query_csv(), encoding="utf-8")
 
 
 def _bench_embed(args, settings) -> int:
