@@ -129,3 +129,28 @@ def test_a_judge_that_is_down_stops_the_batch_and_says_what_to_do():
     judge = Judge(_client(f"http://127.0.0.1:{port}", max_retries=1))
     with pytest.raises(JudgeError, match="down or unreachable.*Check that it runs"):
         judge.rate_all([Pair("q", "query", f"d{i}", "text") for i in range(5)])
+
+
+def test_a_judge_that_is_down_leaves_human_labels_and_the_judges_earlier_grades_as_they_were(tmp_path):
+    from core.evaluation.labels import LabelStore
+    from core.experiments.snapshot import Experiment
+    from core.judge_runner import JudgeLabelStore, judge_pool
+
+    labels = LabelStore(tmp_path)
+    labels.set_label("bonds", "a.md", 3)
+    before = (labels.qrels_path.read_text(), labels.queries_path.read_text())
+    store = JudgeLabelStore(tmp_path / "judge-labels")
+    store.add("f" * 16, {"q1": {"b.md": 1}})
+    experiment = Experiment(
+        query_set={"name": "s", "fingerprint": "f" * 16, "judged": True, "queries": 1}, corpus={}, k=10,
+        baseline="dense", pipelines={"dense": "dense"}, queries={"q1": "bonds"}, qrels={"q1": {"a.md": 3}},
+        runs={"dense": {"q1": [["a.md", 2.0], ["c.md", 1.0]]}},
+        passages={"a.md": {"source": "a.md", "text": "A"}, "c.md": {"source": "c.md", "text": "C"}},
+    )  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(JudgeError, match="down or unreachable"):
+        judge_pool(experiment, Judge(_client(f"http://127.0.0.1:{port}", max_retries=0)), 10, experiment.qrels)
+    assert (labels.qrels_path.read_text(), labels.queries_path.read_text()) == before
+    assert store.get("f" * 16) == {"q1": {"b.md": 1}} and experiment.qrels == {"q1": {"a.md": 3}}
