@@ -278,6 +278,7 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         expect.set_options(timeout=120_000)
         uploader = browser.new_context().new_page()
+        uploader.set_default_timeout(120_000)  # a loaded 2-core machine renders a session's first page slowly
         uploader.goto(f"{demo_server}/documents")
         uploader.locator("input[type=file]").set_input_files(uploads)
         uploader.get_by_role("button", name="Index 150 file(s)").click()
@@ -285,8 +286,8 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
         viewers = [browser.new_context().new_page() for _ in range(3)]
         # One viewer picks another embedding runtime: the app opens a second Workspace on the same index
         # while the upload writes to it, and that one must neither repair the upload away nor wait for it.
-        for page in (uploader, *viewers):
-            page.set_default_timeout(120_000)  # a loaded 2-core machine renders a session's first page slowly
+        for page in viewers:
+            page.set_default_timeout(120_000)
         switcher = viewers[0]
         switcher.goto(f"{demo_server}/search")
         # The page must have finished its first run: a rerun that lands while the list is open closes it.
