@@ -271,7 +271,7 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
     uploads = [
         {"name": f"upload-{i:03d}.txt", "mimeType": "text/plain",
          "buffer": (f"Marker zebrafinch{i:03d}. " + " ".join(rng.choice(words) for _ in range(80))).encode()}
-        for i in range(150)
+        for i in range(300)
     ]  # fmt: skip
     queries = ["When does the lock-up period expire?", "force majeure", "What is a mutex?", "bond duration"]
     with sync_playwright() as playwright:
@@ -281,7 +281,7 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
         uploader.set_default_timeout(120_000)  # a loaded 2-core machine renders a session's first page slowly
         uploader.goto(f"{demo_server}/documents")
         uploader.locator("input[type=file]").set_input_files(uploads)
-        uploader.get_by_role("button", name="Index 150 file(s)").click()
+        uploader.get_by_role("button", name="Index 300 file(s)").click()
 
         viewers = [browser.new_context().new_page() for _ in range(3)]
         # One viewer picks another embedding runtime: the app opens a second Workspace on the same index
@@ -301,7 +301,7 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
                 if attempt == 2:
                     raise
         searches = 0
-        while not uploader.get_by_text("150 indexed", exact=False).is_visible():
+        while not uploader.get_by_text("300 indexed", exact=False).is_visible():
             for n, page in enumerate(viewers):
                 query = queries[(searches + n) % len(queries)]
                 if page is switcher:  # a new page load would be a new session with the default runtime
@@ -319,7 +319,7 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
         assert searches >= 3  # viewers searched while the upload ran
         # The second Workspace runs torch (float32, or bfloat16 on a CPU with native bf16), not OpenVINO.
         expect(switcher.get_by_text(re.compile(r"^Embedding path: cpu · (float32|bfloat16)"))).to_be_visible()
-        expect(uploader.get_by_text("150 indexed, 0 unchanged, 0 failed", exact=False)).to_be_visible()
+        expect(uploader.get_by_text("300 indexed, 0 unchanged, 0 failed", exact=False)).to_be_visible()
         assert uploader.locator("[data-testid=stException]").count() == 0
 
         # Every session sees the new documents, the same way.
