@@ -277,20 +277,15 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         expect.set_options(timeout=120_000)
-        uploader = browser.new_context().new_page()
-        uploader.set_default_timeout(120_000)  # a loaded 2-core machine renders a session's first page slowly
-        uploader.goto(f"{demo_server}/documents")
-        uploader.locator("input[type=file]").set_input_files(uploads)
-        uploader.get_by_role("button", name="Index 300 file(s)").click()
-
-        viewers = [browser.new_context().new_page() for _ in range(3)]
-        # One viewer picks another embedding runtime: the app opens a second Workspace on the same index
-        # while the upload writes to it, and that one must neither repair the upload away nor wait for it.
-        for page in viewers:
-            page.set_default_timeout(120_000)
+        uploader, *viewers = [browser.new_context().new_page() for _ in range(4)]
+        for page in (uploader, *viewers):
+            page.set_default_timeout(120_000)  # a loaded 2-core machine renders a session's first page slowly
+        # One viewer has picked another embedding runtime: the app holds a second Workspace on the same
+        # index, and while the upload writes, that one must neither repair the upload away nor wait for it.
+        # It picks before the upload starts: picking during it raced the upload's end on a 2-core machine
+        # (the list was lost, or the upload was over before the first search).
         switcher = viewers[0]
         switcher.goto(f"{demo_server}/search")
-        # The page must have finished its first run: a rerun that lands while the list is open closes it.
         expect(switcher.get_by_role("textbox", name="Query")).to_be_visible()
         for attempt in range(3):
             switcher.get_by_role("combobox", name="Embedding runtime").click()
@@ -300,6 +295,10 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
             except PlaywrightTimeout:
                 if attempt == 2:
                     raise
+        expect(switcher.get_by_text(re.compile(r"^Embedding path: (?!.*OpenVINO)"))).to_be_visible()  # torch now
+        uploader.goto(f"{demo_server}/documents")
+        uploader.locator("input[type=file]").set_input_files(uploads)
+        uploader.get_by_role("button", name="Index 300 file(s)").click()
         searches = 0
         while not uploader.get_by_text("300 indexed", exact=False).is_visible():
             for n, page in enumerate(viewers):
