@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 from core.config import judge_env
 from core.errors import ExplorerError
@@ -42,7 +39,7 @@ def judge_command(args, settings) -> int:
     from core.cli_experiment import named_pipelines
     from core.embedding.bi_encoder import BiEncoder
     from core.experiment_runner import cached_rerankers, open_query_source, run_experiment_in, score_cache
-    from core.judge_runner import judge_pool
+    from core.judge_runner import judge_pool, trust
     from core.judging.client import ChatJudgeClient, JudgeSettings
     from core.judging.judge import Judge, JudgmentCache
     from core.judging.prompt import DEFAULT_TEMPLATE
@@ -77,20 +74,6 @@ def judge_command(args, settings) -> int:
         summary["agreement"] = trust(experiment, human, run.qrels)
     print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else _text(summary))
     return 0
-
-
-def trust(experiment, human, judged) -> dict:
-    """The judge against the human on shared pairs, and each pipeline's NDCG@10 under each set of labels."""
-    from core.judging.agreement import confusion, grade_labels, merged, shared_pairs, weighted_kappa
-
-    pairs = shared_pairs(human, judged)
-    under = {}
-    for labels, qrels in (("human", human), ("judge", judged), ("merged", merged(human, judged))):
-        metrics = replace(experiment, qrels=qrels).metrics()
-        under[labels] = {n: float(np.mean([m["ndcg@10"] for m in by_q.values()])) for n, by_q in metrics.items()}
-    labels = grade_labels(pairs)
-    return {"pairs": len(pairs), "weighted_kappa": weighted_kappa(pairs), "grades": labels,
-            "confusion": confusion(pairs, labels).tolist(), "ndcg@10": under}  # fmt: skip
 
 
 def _progress(done: int, total: int) -> None:

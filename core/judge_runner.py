@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.evaluation.datasets import Qrels, parse_qrels, write_qrels
 from core.experiments.agreement import TOP
 from core.experiments.snapshot import Experiment
+from core.judging.agreement import confusion, grade_labels, merged, shared_pairs, weighted_kappa
 from core.judging.judge import Judge, Judgment, Pair
 from core.locking import FolderLock
 
@@ -105,3 +106,16 @@ class JudgeLabelStore:
             partial = self.path(fingerprint).with_suffix(".partial")
             partial.write_text(write_qrels(current), encoding="utf-8")
             os.replace(partial, self.path(fingerprint))
+
+
+def trust(experiment: Experiment, human: Qrels, judged: Qrels) -> dict:
+    """The judge against the human on the pairs both graded, and each pipeline's NDCG@10 under the human's,
+    the judge's and the merged labels (a human label wins)."""
+    pairs = shared_pairs(human, judged)
+    under = {}
+    for labels, qrels in (("human", human), ("judge", judged), ("merged", merged(human, judged))):
+        metrics = replace(experiment, qrels=qrels).metrics()
+        under[labels] = {n: sum(m["ndcg@10"] for m in q.values()) / len(q) for n, q in metrics.items()}
+    grades = grade_labels(pairs)
+    return {"pairs": len(pairs), "weighted_kappa": weighted_kappa(pairs), "grades": grades,
+            "confusion": confusion(pairs, grades).tolist(), "ndcg@10": under}  # fmt: skip

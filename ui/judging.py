@@ -4,18 +4,15 @@ pair, grade the unjudged, and see how far to trust it against the human labels."
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from core.config import Settings, judge_env
 from core.errors import ExplorerError
 from core.experiments.snapshot import Experiment
-from core.judge_runner import JudgeLabelStore, JudgingRun, pooled_pairs
-from core.judging.agreement import confusion, grade_labels, merged, shared_pairs, weighted_kappa
+from core.judge_runner import JudgeLabelStore, JudgingRun, pooled_pairs, trust
 from core.judging.client import ChatJudgeClient, JudgeSettings
 from core.judging.judge import Judge, JudgmentCache
 from core.judging.prompt import DEFAULT_TEMPLATE, TemplateError
@@ -113,21 +110,18 @@ def _trust(experiment: Experiment, judged) -> None:
     """The judge against the human on shared pairs, and each pipeline's NDCG@10 under each set of labels."""
     if not judged:
         return
-    human = experiment.qrels or {}
+    figures = trust(experiment, experiment.qrels or {}, judged)
+    kappa = figures["weighted_kappa"]
     st.subheader("The judge's labels")
-    pairs = shared_pairs(human, judged)
-    kappa = weighted_kappa(pairs)
-    st.caption(f"{sum(len(g) for g in judged.values())} pairs graded by the judge; {len(pairs)} also labelled by a "
-               f"human; weighted kappa {'—' if kappa is None else f'{kappa:.3f}'} (quadratic).")  # fmt: skip
-    if pairs:
-        labels = grade_labels(pairs)
-        matrix = pd.DataFrame(confusion(pairs, labels), index=[f"human {g}" for g in labels],
-                              columns=[f"judge {g}" for g in labels])  # fmt: skip
+    st.caption(f"{sum(len(g) for g in judged.values())} pairs graded by the judge; {figures['pairs']} also labelled "
+               f"by a human; weighted kappa {'—' if kappa is None else f'{kappa:.3f}'} (quadratic).")  # fmt: skip
+    if figures["pairs"]:
+        grades = figures["grades"]
+        matrix = pd.DataFrame(figures["confusion"], index=[f"human {g}" for g in grades],
+                              columns=[f"judge {g}" for g in grades])  # fmt: skip
         st.dataframe(matrix)
-    rows = {}
-    for labels, qrels in (("human", human), ("judge", judged), ("merged (human wins)", merged(human, judged))):
-        metrics = replace(experiment, qrels=qrels).metrics()
-        rows[labels] = {n: round(float(np.mean([m["ndcg@10"] for m in q.values()])), 4) for n, q in metrics.items()}
+    names = {"human": "human", "judge": "judge", "merged": "merged (human wins)"}
+    rows = {names[k]: {n: round(v, 4) for n, v in by_pipeline.items()} for k, by_pipeline in figures["ndcg@10"].items()}
     st.caption(
         "Each pipeline's NDCG@10 under each set of labels: where the columns disagree, the judge changes the verdict."
     )
