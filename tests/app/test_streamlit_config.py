@@ -33,4 +33,15 @@ def test_streamlit_reads_it_from_the_checkout():
     ).stdout  # fmt: skip
     assert "\ngatherUsageStats = false" in shown
     assert f"\nmaxUploadSize = {DEFAULT_MAX_FILE_MB:g}" in shown
-    assert '\nfileWatcherType = "poll"' in shown
+    assert '\nfileWatcherType = "none"' in shown
+
+
+def test_no_full_garbage_collection_after_every_run():  # a hidden option: `config show` leaves it out
+    # A full collection over torch's and transformers' objects after each run held the browser's
+    # results back by 100-200 ms on a 2-core CPU (docs/performance.md, benchmarks/bench_ui.py).
+    assert CONFIG["runner"]["postScriptGC"] is False
+    read = subprocess.run(
+        [sys.executable, "-c", "from streamlit import config; print(config.get_option('runner.postScriptGC'))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    assert read.strip() == "False"
