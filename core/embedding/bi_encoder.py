@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.concurrency.model_loads import MODEL_LOADS
+from core.concurrency.turns import BULK, INTERACTIVE, TurnLock
 from core.config import DEFAULT_BI_ENCODER, EMBED_BACKENDS
 from core.devices import cpu_has_native_bf16, dtype_name, resolve_device, resolve_embedding_dtype
 from core.embedding.bundled_model import BundledModelError, verified_bundled_model
@@ -54,12 +55,13 @@ def _sentence_transformer(model_id: str, device: str, torch_dtype):
     except BundledModelError as exc:
         raise BiEncoderLoadError(f"bi-encoder {model_id}: {exc}") from exc
     try:
-        return SentenceTransformer(
-            path,
-            device=device,
-            model_kwargs={"dtype": torch_dtype},
-            local_files_only=Path(path).exists(),
-        )
+        with MODEL_LOADS:
+            return SentenceTransformer(
+                path,
+                device=device,
+                model_kwargs={"dtype": torch_dtype},
+                local_files_only=Path(path).exists(),
+            )
     except (OSError, ValueError, RuntimeError) as exc:
         first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise BiEncoderLoadError(
@@ -96,7 +98,8 @@ class BiEncoder:
         self._openvino = None
         if use_openvino:
             try:
-                self._openvino = OpenVinoEncoder(self.model, "bf16" if bf16_cpu else "f32", int8_weights=int8)
+                with MODEL_LOADS:
+                    self._openvino = OpenVinoEncoder(self.model, "bf16" if bf16_cpu else "f32", int8_weights=int8)
             except Exception as exc:  # an architecture or pooling OpenVINO cannot take: torch serves instead
                 if requested != "auto":
                     raise BiEncoderLoadError(f"bi-encoder {model_id} cannot run on {backend}: {exc}") from exc
@@ -112,8 +115,9 @@ class BiEncoder:
         self.max_seq_length = int(self.model.max_seq_length)
         # How many texts this instance has run through the model: the embedding cache's tests read it.
         self.texts_encoded = 0
-        # One model serves every browser session; its fast tokenizer is not safe to share across threads.
-        self._lock = threading.Lock()
+        # One model serves every browser session (its fast tokenizer is not safe to share across threads):
+        # turns are per batch, so a search waits for one batch of an upload at most, not for all of it.
+        self._turns = TurnLock("the bi-encoder")
 
     def _describe(self, bf16_cpu: bool, int8: bool) -> str:
         """Set ``backend`` and ``path`` (the runtime, as the UI shows it); returns the precision the cache keys on."""
@@ -142,13 +146,15 @@ class BiEncoder:
         batch_size: int | None = None,
         progress: Progress | None = None,
         on_batch: Callable[[list[int], np.ndarray], None] | None = None,
+        priority: int = BULK,
     ) -> np.ndarray:
         """Unit-length float32 vectors, so inner product equals cosine similarity.
 
         Batches are cut from texts sorted by length, so a batch pads to similar lengths: the same
         trick sentence-transformers applies within one call, kept across our progress-sized batches.
         ``on_batch(positions, vectors)`` sees each batch as it is done (the cache saves it there, so an
-        ingest stopped halfway keeps what it embedded).
+        ingest stopped halfway keeps what it embedded). A search passes ``INTERACTIVE``: it goes ahead
+        of waiting bulk batches.
         """
         # Measured on 2 cores: torch bf16 is fastest at 32 per batch (64: 10-20% slower), OpenVINO at 16
         # (3-5% over 32).
@@ -158,7 +164,7 @@ class BiEncoder:
         started = time.perf_counter()
         for start in range(0, len(texts), batch_size):
             positions = order[start : start + batch_size]
-            with self._lock:
+            with self._turns.turn(priority):
                 if self._openvino is not None:
                     batch = self._openvino.encode([texts[i] for i in positions])
                 else:
@@ -179,4 +185,4 @@ class BiEncoder:
         return vectors
 
     def encode_query(self, query: str) -> np.ndarray:
-        return self.encode([query])[0]
+        return self.encode([query], priority=INTERACTIVE)[0]

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from core.concurrency.model_loads import MODEL_LOADS
+from core.concurrency.turns import TurnLock
 from core.config import SCORING_ENGINES
 from core.devices import dtype_name, resolve_device, resolve_dtype
 from core.rerank.base import Reranker, RerankerLoadError
@@ -47,8 +48,9 @@ class CrossEncoderReranker(Reranker):
         self.params = sum(p.numel() for p in model.parameters())
         self.window = model.max_seq_length
         self._tokenizer = model[0].tokenizer
-        # One model serves every browser session; scoring is serialised (it saturates the device anyway).
-        self._lock = threading.Lock()
+        # One model serves every browser session; scoring is serialised (it saturates the device anyway),
+        # in order of arrival, and a session that must wait is told so (core.concurrency.turns).
+        self._turns = TurnLock("the reranker")
         self._engine = _make_engine(model, engine)
 
     @property
@@ -69,7 +71,7 @@ class CrossEncoderReranker(Reranker):
 
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        with self._lock:
+        with self._turns.turn():
             started = time.perf_counter()
             if self._engine is not None:
                 scores = self._engine.score(query, texts)
@@ -166,13 +168,14 @@ def _cross_encoder(model_id: str, local: Path, device: str, torch_dtype, revisio
     if not is_local and revision:
         kwargs["revision"] = revision
     try:
-        try:
-            # The local cache first: no network round trip when the weights are already here.
-            return CrossEncoder(str(local) if is_local else model_id, local_files_only=True, **kwargs)
-        except OSError:
-            if is_local or _offline() or not _hub_reachable():
-                raise
-            return CrossEncoder(model_id, **kwargs)
+        with MODEL_LOADS:
+            try:
+                # The local cache first: no network round trip when the weights are already here.
+                return CrossEncoder(str(local) if is_local else model_id, local_files_only=True, **kwargs)
+            except OSError:
+                if is_local or _offline() or not _hub_reachable():
+                    raise
+                return CrossEncoder(model_id, **kwargs)
     except (torch.OutOfMemoryError, MemoryError) as exc:
         raise RerankerLoadError(
             model_id,

@@ -1,0 +1,1 @@
+"""Sharing one process between browser sessions: work loaded in the background, turns at shared models."""
