@@ -1,7 +1,8 @@
-"""Entry point: `streamlit run app.py`. Renders the settings sidebar once and routes to the pages."""
+"""Entry point: `streamlit run app.py`. Renders the settings sidebar, starts loading the models, routes to the pages."""
 
 import streamlit as st
 
+from ui import resources
 from ui.sidebar import settings_sidebar
 
 st.set_page_config(page_title="Retrieve & rerank explorer", page_icon="🔎", layout="wide")
@@ -14,5 +15,7 @@ pages = st.navigation(
         st.Page("views/experiments.py", title="Experiments", icon="🧪"),
     ]
 )
-settings_sidebar()
+# The models and the index start loading now, in the background, whichever page was opened: pages
+# render at once and wait for them only where they need them (ui/resources.py).
+resources.start_loading(settings_sidebar())
 pages.run()

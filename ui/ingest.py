@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
 from core.demo import DEMO_CORPUS
 from core.ingest.names import quoted
-from core.ingest.workspace import FileReport, IngestSummary, Workspace
 from ui.format import format_seconds
 from ui.safe import md
+
+if TYPE_CHECKING:  # not imported at the top: the Home page renders before the heavy libraries load
+    from core.ingest.workspace import FileReport, IngestSummary, Workspace
 
 LAST_INGEST = "last_ingest"
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from core.concurrency.background import BackgroundLoad, Loads
 from core.config import Settings
-from core.embedding.bi_encoder import BiEncoder
 from core.errors import ExplorerError
-from core.ingest.workspace import Workspace
-from core.rerank.base import Reranker, RerankerLoadError
-from core.rerank.factory import open_reranker
-from core.rerank.score_cache import ScoreCache
+from core.rerank.base import RerankerLoadError
 from ui.safe import md
+
+if TYPE_CHECKING:  # the heavy modules are imported where they are first needed (see _open_workspace)
+    from core.ingest.workspace import Workspace
+    from core.rerank.base import Reranker
+    from core.rerank.score_cache import ScoreCache
 
 # The settings a workspace is opened with (besides its folder); chunk sizes chosen on the Documents page
 # are per-ingest arguments, not part of this.
@@ -23,31 +26,75 @@ WORKSPACE_FIELDS = (
 )  # fmt: skip
 
 
-@st.cache_resource(show_spinner="Loading the bi-encoder…")
-def bi_encoder(model_id: str, device: str, dtype: str, backend: str) -> BiEncoder:
-    return BiEncoder(model_id, device, dtype, backend)
+@st.cache_resource
+def _loads() -> Loads:
+    """The process's background loads (one per workspace key) and bi-encoders (one per model and runtime)."""
+    return Loads()
 
 
-@st.cache_resource(show_spinner="Opening the index…")
-def _workspace(settings: Settings) -> Workspace:
-    return Workspace(settings, bi_encoder(settings.bi_encoder, settings.device, settings.dtype, settings.embed_backend))
+@st.cache_resource
+def _encoders() -> Loads:
+    return Loads()
+
+
+def _open_workspace(settings: Settings, encoders: Loads, step) -> Workspace:
+    # Imported here, in the loading thread: torch, transformers, OpenVINO and Milvus Lite take seconds
+    # to import, and a page that imported them at its top could not render until they had.
+    step("Importing the embedding and index libraries")
+    from core.embedding.bi_encoder import BiEncoder
+    from core.ingest.workspace import Workspace
+
+    step(f"Loading the bi-encoder {settings.bi_encoder}")
+    key = (settings.bi_encoder, settings.device, settings.dtype, settings.embed_backend)
+    load = encoders.get(key, lambda _: BiEncoder(*key), f"Loading the bi-encoder {settings.bi_encoder}")
+    load.wait()
+    encoders.forget_failure(key)
+    encoder = load.result()
+    step(f"Opening the index ({settings.resolved_milvus_uri})")
+    return Workspace(settings, encoder)
+
+
+def _workspace_key(settings: Settings) -> Settings:
+    # One Workspace per index: Milvus Lite allows a single client per file. Only what the workspace
+    # depends on is in the key (the reranker or a rerank server setting must not reopen it).
+    return Settings(
+        workspace=settings.workspace.resolve(),
+        **{name: getattr(settings, name) for name in WORKSPACE_FIELDS},
+    )
+
+
+def start_loading(settings: Settings) -> BackgroundLoad | None:
+    """Start opening the workspace in the background (once per process); None if the settings refuse it."""
+    if settings.bi_encoder_refusal():
+        return None
+    key = _workspace_key(settings)
+    encoders = _encoders()
+    return _loads().get(key, lambda step: _open_workspace(key, encoders, step), "Starting")
+
+
+def loading_step(settings: Settings) -> str | None:
+    """What the workspace's load is doing now; None once it is over (or was never started)."""
+    load = start_loading(settings)
+    return None if load is None or load.done else load.step
 
 
 def workspace(settings: Settings) -> Workspace:
-    """The open workspace; if it cannot be opened the page shows why and stops (never a stack trace)."""
+    """The open workspace, waiting for its load behind a status line that says what is loading; if it
+    cannot be opened the page shows why and stops (never a stack trace)."""
     refusal = settings.bi_encoder_refusal()
     if refusal:
         st.error(f"Not loaded: {md(refusal)}.", icon="⚠️")
         st.stop()
-    # One Workspace per index: Milvus Lite allows a single client per file. Only what the workspace
-    # depends on is in the cache key (the reranker or a rerank server setting must not reopen it).
-    key = Settings(
-        workspace=settings.workspace.resolve(),
-        **{name: getattr(settings, name) for name in WORKSPACE_FIELDS},
-    )
+    load = start_loading(settings)
+    if not load.done:
+        status = st.empty()
+        while not load.wait(0.25):
+            status.info(f"{md(load.step)}… ({load.seconds:.0f} s)", icon="⏳")
+        status.empty()
     try:
-        opened = _workspace(key)
+        opened = load.result()
     except (ExplorerError, ValueError, OSError) as exc:
+        _loads().forget_failure(_workspace_key(settings))  # the next run tries again
         st.error(f"The workspace {md(settings.workspace)} could not be opened: {md(exc)}", icon="⚠️")
         st.stop()
     st.sidebar.caption(f"Embedding path: {md(opened.encoder.path)}")
@@ -58,6 +105,8 @@ def workspace(settings: Settings) -> Workspace:
 def _reranker(settings: Settings) -> tuple[Reranker | None, RerankerLoadError | None]:
     # The failure is cached too, so every rerun doesn't retry a load that can't succeed; the search
     # page offers a retry button that clears this cache.
+    from core.rerank.factory import open_reranker
+
     try:
         return open_reranker(settings), None
     except RerankerLoadError as exc:
@@ -86,6 +135,8 @@ def reranker(settings: Settings) -> tuple[Reranker | None, RerankerLoadError | N
 @st.cache_resource
 def score_cache(path: str) -> ScoreCache:
     """One score cache per file for the process: every session's experiments read and add to it."""
+    from core.rerank.score_cache import ScoreCache
+
     return ScoreCache(Path(path))
 
 

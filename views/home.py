@@ -1,4 +1,8 @@
-"""Home page: what the explorer is, the state of the index, and the demo corpus in one click."""
+"""Home page: what the explorer is, the state of the index, and the demo corpus in one click.
+
+It renders before the models and the index are loaded (they load in the background, started by app.py):
+the index figures appear when the workspace is open, and the demo button waits for it behind a status.
+"""
 
 import streamlit as st
 
@@ -16,21 +20,35 @@ st.write(
     "**zerank-2** cross-encoder makes of those candidates: probabilities, rank movement and latency."
 )
 
-workspace = resources.workspace(settings)
-
 st.subheader("Try it")
 if st.button(
     "Load the demo corpus",
     type="primary",
     help=f"Index the {sum(1 for _ in DEMO_CORPUS.rglob('*.md'))} documents in data/demo",
 ):
-    load_demo(workspace)
+    load_demo(resources.workspace(settings))
 show_last_ingest()
 
-files = workspace.files()
-left, right = st.columns(2)
-left.metric("Indexed files", len(files))
-right.metric("Chunks", sum(f.chunks for f in files))
+
+@st.fragment(run_every=0.5 if resources.loading_step(settings) else None)
+def index_figures() -> None:
+    """The index's size; while the workspace loads, what is loading (polled until it is open)."""
+    step = resources.loading_step(settings)
+    if step is not None:
+        st.info(f"{md(step)}… The pages open meanwhile; searching waits for it.", icon="⏳")
+        return
+    if "index_figures_polled" in st.session_state:  # loaded while polling: one full run stops the polling
+        del st.session_state["index_figures_polled"]
+        st.rerun()
+    files = resources.workspace(settings).files()
+    left, right = st.columns(2)
+    left.metric("Indexed files", len(files))
+    right.metric("Chunks", sum(f.chunks for f in files))
+
+
+if resources.loading_step(settings):
+    st.session_state["index_figures_polled"] = True
+index_figures()
 
 st.page_link("views/documents.py", label="Upload your own documents", icon="📄")
 st.page_link("views/search.py", label="Search", icon="🔎")
