@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui import resources
+from ui.safe import md
 from ui.sidebar import settings_sidebar
 
 st.set_page_config(page_title="Retrieve & rerank explorer", page_icon="🔎", layout="wide")
@@ -17,5 +18,15 @@ pages = st.navigation(
 )
 # The models and the index start loading now, in the background, whichever page was opened: pages
 # render at once and wait for them only where they need them (ui/resources.py).
-resources.start_loading(settings_sidebar())
-pages.run()
+settings = settings_sidebar()
+resources.start_loading(settings)
+# Home and Search say themselves what is loading; the other pages import the heavy libraries at their
+# top, so until those are in, this line is what they show.
+step = resources.loading_step(settings) if pages.url_path not in ("", "search") else None
+loading = st.empty()
+if step:
+    loading.info(f"{md(step)}… This page opens when the models and the index are ready.", icon="⏳")
+try:
+    pages.run()
+finally:
+    loading.empty()

@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -205,7 +206,16 @@ async def click_to_results(browser, workspace: Path, searches: int) -> dict:
         server.stop()
 
 
-async def many_sessions(browser, workspace: Path, sessions: int, uploads: int) -> dict:
+def _dump_stacks(server: Server, path: Path) -> None:
+    """The server's Python stacks (py-spy, where installed): what a search that never finished waits on."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if Path(spy).exists():
+        with open(path, "w") as out:
+            subprocess.run([spy, "dump", "--pid", str(server.process.pid)], stdout=out, stderr=subprocess.STDOUT,
+                           timeout=60, check=False)  # fmt: skip
+
+
+async def many_sessions(browser, workspace: Path, sessions: int, uploads: int, keep: Path | None) -> dict:
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 
     server = Server(ROOT / "app.py", workspace)
@@ -218,6 +228,7 @@ async def many_sessions(browser, workspace: Path, sessions: int, uploads: int) -
     ]  # fmt: skip
     queries = _queries()
     clicks: list[float] = []
+    totals: list[float] = []
     outcomes: dict[str, int] = {"ok": 0, "waited": 0, "error": 0, "timeout": 0}
     upload_done = asyncio.Event()
 
@@ -232,9 +243,11 @@ async def many_sessions(browser, workspace: Path, sessions: int, uploads: int) -
             query = f"{queries[(n + i) % len(queries)]} [{n}.{i}]"
             try:
                 elapsed, outcome = await search_once(page, query)
-            except PlaywrightTimeout:  # counted, shown, and the viewer starts over on a fresh page
+            except PlaywrightTimeout:  # counted, kept for a look, and the viewer starts over on a fresh page
                 outcomes["timeout"] += 1
-                await page.screenshot(path=str(workspace.parent / f"timeout-{n}-{i}.png"))
+                if keep:
+                    await page.screenshot(path=str(keep / f"timeout-{n}-{i}.png"))
+                    _dump_stacks(server, keep / f"timeout-{n}-{i}.stacks.txt")
                 await page.goto(f"{server.url}/search")
                 i += 1
                 continue
@@ -243,6 +256,9 @@ async def many_sessions(browser, workspace: Path, sessions: int, uploads: int) -
             ).count()
             outcomes["error" if failed else outcome] += 1
             clicks.append(elapsed * 1000)
+            total = await app_total_ms(page)
+            if total is not None:
+                totals.append(total)
             i += 1
 
     async def uploader() -> float:
@@ -274,6 +290,8 @@ async def many_sessions(browser, workspace: Path, sessions: int, uploads: int) -
         "click_to_results_p50_ms": statistics.median(clicks),
         "click_to_results_p95_ms": percentile(clicks, 95),
         "click_to_results_max_ms": max(clicks),
+        "app_total_p50_ms": statistics.median(totals) if totals else None,
+        "app_total_max_ms": max(totals) if totals else None,
         **{f"searches_{name}": count for name, count in outcomes.items()},
     }
 
@@ -314,7 +332,7 @@ async def main_async(args) -> dict:
                     )
                 figures["search"] = search
             if args.only in (None, "many"):
-                figures["many"] = await many_sessions(browser, workspace, args.sessions, args.uploads)
+                figures["many"] = await many_sessions(browser, workspace, args.sessions, args.uploads, args.keep)
             await browser.close()
     return figures
 
@@ -327,7 +345,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=6)
     parser.add_argument("--uploads", type=int, default=300)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="a folder for a screenshot and the server's stacks per timed-out search"
+    )
     args = parser.parse_args()
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
     figures = asyncio.run(main_async(args))
     if args.json:
         print(json.dumps(figures, indent=2))

@@ -74,7 +74,8 @@ def _column(settings, retriever, name, pipeline, query, k, show, index) -> None:
         else:
             add_reranking(result, reranker)
     if pipeline.reranks:
-        reranked_column(result, show)  # no label buttons: the main columns hold them, once per document
+        # No label buttons: the main columns hold them, once per document.
+        reranked_column(result, show, column=f"pipeline{index}")
         return
     mode = pipeline.first_stage.mode
     items = {"dense": result.dense, "bm25": result.bm25, "hybrid": result.fused}[mode]

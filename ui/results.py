@@ -17,10 +17,13 @@ from ui.safe import md
 LINE_ENDING = re.compile(r"\r\n|\r|\n")
 
 
-def _html(inner: str) -> None:
+def _html(inner: str, markdown_above: str = "") -> None:
     # One line inside a <div>: Markdown leaves an HTML block alone up to the first blank line, so "# " or
     # "![i](…)" in a chunk stay text; every CommonMark line ending becomes <br> so no blank line can end it.
-    st.markdown(f"<div>{LINE_ENDING.sub('<br>', inner)}</div>", unsafe_allow_html=True)
+    # ``markdown_above`` (our own text, never a user's) goes first, in the same element: each element
+    # costs the browser time on every search (docs/performance.md).
+    above = f"{markdown_above}\n\n" if markdown_above else ""
+    st.markdown(f"{above}<div>{LINE_ENDING.sub('<br>', inner)}</div>", unsafe_allow_html=True)
 
 
 def _save_label(labels: LabelStore, query: str, document: str, key: str) -> None:
@@ -48,11 +51,12 @@ def _label(labels: LabelStore | None, query: str, chunk: Chunk, column: str, giv
 
 def _row(header: str, chunk: Chunk, query: str, labels: LabelStore | None, column: str, given: dict) -> None:
     with st.container(border=True):
-        st.markdown(header)
-        _html(f"<small>{chunk.location(escape_html)}</small>")
-        _html(snippet(chunk.text, query))
-        with st.expander("Full chunk"):
-            _html(mark(chunk.text, query))
+        _html(f"<small>{chunk.location(escape_html)}</small><br>{snippet(chunk.text, query)}", header)
+        # The full text is sent only once the expander is opened (a fragment rerun): most rows never are.
+        full = st.expander("Full chunk", key=f"full_{column}_{chunk.chunk_id}", on_change="rerun")
+        with full:
+            if full.open:
+                _html(mark(chunk.text, query))
         _label(labels, query, chunk, column, given)
 
 
@@ -115,8 +119,11 @@ def reranked_column(
     threshold: float = 0.0,
     weight: float = 1.0,
     below: str = "grey out",
+    column: str = "re",
 ) -> None:
-    """The reranked list under the score controls: blend weight, probability threshold (hide or grey out)."""
+    """The reranked list under the score controls: blend weight, probability threshold (hide or grey out).
+
+    ``column`` names its widgets: unique per column on a page."""
     st.subheader(f"Reranked by {md(result.reranker.rstrip('/').split('/')[-1])}" if result.reranker else "Reranked")
     if result.reranker_error:
         st.warning(md(result.reranker_error), icon="⚠️")
@@ -154,7 +161,7 @@ def reranked_column(
     given = labels.labels_for(result.query) if labels else {}
     shown = [row for row in rows if not (below == "hide" and row.below_threshold)]
     for row in shown[:show]:
-        _row(_reranked_header(row, result, blended), row.item.chunk, result.query, labels, "re", given)
+        _row(_reranked_header(row, result, blended), row.item.chunk, result.query, labels, column, given)
 
 
 def _reranked_header(row: ShownRow, result: SearchResult, blended: bool) -> str:

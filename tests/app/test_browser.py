@@ -245,6 +245,26 @@ def test_hostile_text_renders_inert_and_fetches_nothing_in_chromium(hostile_serv
     assert received == []
 
 
+def test_home_renders_while_the_models_load_then_shows_the_index_in_chromium(server):
+    """A fresh server: Home's button is there and clickable without waiting for the models; the index
+    figures come by themselves once the workspace is open (the page polls, then stops polling)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)
+        page.goto(server)
+        expect(page.get_by_role("button", name="Load the demo corpus")).to_be_enabled()
+        expect(page.get_by_test_id("stMetric").filter(has_text="Indexed files")).to_be_visible()
+        expect(page.get_by_text("The pages open meanwhile")).to_have_count(0)
+        page.get_by_role("button", name="Load the demo corpus").click()
+        expect(page.get_by_text("36 indexed", exact=False)).to_be_visible()
+        assert page.locator("[data-testid=stException]").count() == 0
+        browser.close()
+
+
 # --- many sessions: several viewers search while another uploads -------------------------------------
 
 
