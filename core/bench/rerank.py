@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.bench.busy import busy_load
 from core.bench.zerank_arch import count_params
 from core.devices import resolve_device, resolve_dtype
 from core.rerank.local import load_reranker
@@ -58,6 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--no-prefix-reuse", action="store_true", help="the engine runs every pair's full tokens")
     parser.add_argument("--model-dir", type=Path, default=None, help="where the random model is built and reused")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fixed-threads", action="store_true",
+        help="the engine keeps torch's thread count even when other processes are busy (no adaptation)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--busy", type=int, default=0, metavar="N",
+        help="time both paths beside N single-threaded busy processes (a fixed CPU load; see core/bench/busy.py)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -182,25 +191,21 @@ def bench_rerank(args) -> dict:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     path = build_or_reuse(args.config, args.model_dir, dtype, device)
-    reranker = load_reranker(str(path), device=device, dtype=str(dtype).removeprefix("torch."))
-    model = reranker.model
-    engine = RerankEngine(model, token_budget=args.token_budget, reuse_prefix=not args.no_prefix_reuse)
+    model = load_reranker(str(path), device=device, dtype=str(dtype).removeprefix("torch.")).model
+    engine = RerankEngine(model, args.token_budget, reuse_prefix=not args.no_prefix_reuse,
+                          adapt_threads=not args.fixed_threads)  # fmt: skip
     pairs = make_pairs(engine, args.pairs, args.tokens, args.spread, args.queries, args.seed)
     lengths = [len(row) for row in engine.tokenize(pairs)]
     real_tokens = sum(lengths)
     params, body_params = count_params(model[0].model.config)
 
     def run_baseline():
-        return model.predict(
-            pairs,
-            batch_size=args.baseline_batch_size,
-            activation_fn=torch.nn.Identity(),
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        return model.predict(pairs, batch_size=args.baseline_batch_size, activation_fn=torch.nn.Identity(),
+                             convert_to_numpy=True, show_progress_bar=False)  # fmt: skip
 
     paths = {"engine": lambda: engine.score_pairs(pairs), "baseline": run_baseline}
-    seconds, memory, scores = _time_paths(paths, args.repeats, device)
+    with busy_load(args.busy):
+        seconds, memory, scores = _time_paths(paths, args.repeats, device)
     peak, peak_how = measured_peak_flops(device, dtype)
     flops = 2.0 * body_params * real_tokens
 
@@ -220,9 +225,11 @@ def bench_rerank(args) -> dict:
         "tokens_per_pair_min": min(lengths),
         "tokens_per_pair_max": max(lengths),
         "repeats": args.repeats,
+        "busy_processes": args.busy,
         "engine": report(
             "engine",
-            f"RerankEngine, token budget {engine.token_budget}, prefix reuse {'on' if engine.reuse_prefix else 'off'}",
+            f"RerankEngine, token budget {engine.token_budget}, prefix reuse {'on' if engine.reuse_prefix else 'off'}, "
+            + _threads_note(engine, device),
         ),
         "baseline": report("baseline", f"CrossEncoder.predict, batch size {args.baseline_batch_size}"),
         "speedup": statistics.median(seconds["baseline"]) / statistics.median(seconds["engine"]),
@@ -235,6 +242,16 @@ def bench_rerank(args) -> dict:
     }
 
 
+def _threads_note(engine, device: str) -> str:
+    import torch
+
+    if device != "cpu":
+        return device
+    if engine.adapt_threads:
+        return f"{engine.stats.threads} of {torch.get_num_threads()} threads (the idle cores)"
+    return f"{torch.get_num_threads()} threads (fixed)"
+
+
 def run(args) -> int:
     result = bench_rerank(args)
     if args.json:
@@ -245,6 +262,7 @@ def run(args) -> int:
         f"{result['config']} ({result['params'] / 1e9:.2f}B params) on {result['device']} in {result['dtype']}: "
         f"{result['pairs']} pairs, {result['tokens_per_pair_mean']:.0f} tokens each on average "
         f"({result['tokens_per_pair_min']}-{result['tokens_per_pair_max']}), median of {result['repeats']}"
+        + (f", beside {result['busy_processes']} busy process(es)" if result["busy_processes"] else "")
     )
     for name, part in (("engine", e), ("baseline", b)):
         memory = f", peak GPU memory {part['peak_gpu_memory_gib']:.2f} GiB" if part["peak_gpu_memory_gib"] else ""

@@ -20,10 +20,14 @@ Measurements and the designs that were tried and dropped: docs/performance.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from core.devices import idle_cores
 
 # Decoder families whose causal-LM head is exactly ``lm_head(last_hidden_state)``: no logit scale, no
 # soft-capping, no final-layer tricks. Others fall back to ``predict``.
@@ -71,6 +75,7 @@ class EngineStats:
     batches: int = 0
     real_tokens: int = 0  # the pairs' own tokens
     computed_tokens: int = 0  # tokens run through the model: padding in, reused prefixes once
+    threads: int = 0  # torch threads the last scoring ran on (CPU; 0 before any)
 
 
 class RerankEngine:
@@ -85,6 +90,7 @@ class RerankEngine:
         token_budget: int | None = None,
         max_rows: int = MAX_ROWS,
         reuse_prefix: bool = True,
+        adapt_threads: bool = True,
     ):
         reason = unsupported_reason(cross_encoder)
         if reason:
@@ -104,6 +110,26 @@ class RerankEngine:
         self.reuse_prefix = reuse_prefix and set(layer_types) == {"full_attention"}
         self.pad_id = transformer.tokenizer.pad_token_id or 0
         self.stats = EngineStats()
+        # On a CPU another busy process takes cores from torch's thread pool, and every one of the
+        # engine's many ops then waits for its slowest thread: use only the cores that are idle.
+        self.adapt_threads = adapt_threads
+
+    @contextmanager
+    def _threads_for_idle_cores(self) -> Iterator[None]:
+        if not self.adapt_threads or self.device.type != "cpu":
+            yield
+            return
+        configured = torch.get_num_threads()
+        idle = idle_cores()
+        threads = configured if idle is None else max(1, min(configured, round(idle)))
+        if threads != configured:
+            torch.set_num_threads(threads)
+        self.stats.threads = threads
+        try:
+            yield
+        finally:
+            if threads != configured:
+                torch.set_num_threads(configured)
 
     @property
     def device(self) -> torch.device:
@@ -145,7 +171,8 @@ class RerankEngine:
         groups: dict[str, list[int]] = {}
         for i, (query, _) in enumerate(pairs):
             groups.setdefault(query, []).append(i)
-        return self.score_token_ids(self.tokenize(pairs), list(groups.values()))
+        with self._threads_for_idle_cores():
+            return self.score_token_ids(self.tokenize(pairs), list(groups.values()))
 
     @torch.inference_mode()
     def score_token_ids(self, rows: list[list[int]], groups: list[list[int]] | None = None) -> np.ndarray:

@@ -185,3 +185,22 @@ def test_shared_prefix_is_computed_once_and_changes_nothing(reranker):
 def test_identical_texts_tie_exactly(reranker):
     scores = reranker.score(QUERY, ["same text"] * 4 + ["other"] + ["same text"])
     assert len(set(scores[[0, 1, 2, 3, 5]].tolist())) == 1
+
+
+def test_on_a_busy_cpu_the_engine_uses_the_idle_cores_and_scores_the_same(reranker):
+    """Beside processes that keep every core busy the engine drops to one thread, and no score moves."""
+    import os
+
+    import torch
+
+    from core.bench.busy import busy_load
+
+    fixed = RerankEngine(reranker.model, adapt_threads=False)
+    adaptive = RerankEngine(reranker.model)
+    expected = fixed.score(QUERY, DOCUMENTS)
+    configured = torch.get_num_threads()
+    with busy_load(os.cpu_count() or 1):
+        got = adaptive.score(QUERY, DOCUMENTS)
+    assert adaptive.stats.threads < max(configured, 2) and adaptive.stats.threads >= 1
+    assert torch.get_num_threads() == configured  # put back after the call
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
