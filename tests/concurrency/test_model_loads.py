@@ -28,7 +28,9 @@ def test_a_reranker_and_a_bi_encoder_loaded_at_once_both_work(tiny_zerank_path):
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
         threads = [
-            threading.Thread(target=load, args=("reranker", lambda: load_reranker(str(tiny_zerank_path), device="cpu"))),
+            threading.Thread(
+                target=load, args=("reranker", lambda: load_reranker(str(tiny_zerank_path), device="cpu"))
+            ),
             threading.Thread(
                 target=load, args=("encoder", lambda: BiEncoder(backend="torch"))
             ),
