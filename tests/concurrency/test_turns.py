@@ -17,6 +17,15 @@ def _hold(lock: TurnLock, priority: int, log: list, name: str, seconds: float = 
         log.append(("out", name))
 
 
+def _holding(lock: TurnLock, log: list, name: str, seconds: float) -> threading.Thread:
+    """A thread that holds ``lock`` (bulk work) for ``seconds``, started and already holding it."""
+    holder = threading.Thread(target=_hold, args=(lock, BULK, log, name, seconds))
+    holder.start()
+    while not log:
+        time.sleep(0.001)
+    return holder
+
+
 def _wait_for_line(lock: TurnLock, n: int) -> None:
     deadline = time.time() + 10
     while lock.waiting < n:
@@ -26,10 +35,7 @@ def _wait_for_line(lock: TurnLock, n: int) -> None:
 
 def test_one_holder_at_a_time_and_arrival_order_within_a_priority():
     lock, log = TurnLock("model"), []
-    holder = threading.Thread(target=_hold, args=(lock, BULK, log, "first", 0.2))
-    holder.start()
-    while not log:
-        time.sleep(0.001)
+    holder = _holding(lock, log, "first", 0.2)
     others = []
     for i in range(4):  # each queues behind the ones before it
         thread = threading.Thread(target=_hold, args=(lock, BULK, log, f"b{i}"))
@@ -43,10 +49,7 @@ def test_one_holder_at_a_time_and_arrival_order_within_a_priority():
 
 def test_a_search_goes_ahead_of_waiting_bulk_work():
     lock, log = TurnLock("model"), []
-    holder = threading.Thread(target=_hold, args=(lock, BULK, log, "batch0", 0.2))
-    holder.start()
-    while not log:
-        time.sleep(0.001)
+    holder = _holding(lock, log, "batch0", 0.2)
     bulk = threading.Thread(target=_hold, args=(lock, BULK, log, "batch1"))
     bulk.start()
     _wait_for_line(lock, 1)
@@ -81,10 +84,7 @@ def test_an_upload_looping_on_the_lock_lets_a_search_in_after_one_batch():
 
 def test_the_waiting_notice_says_what_and_how_many_ahead_and_times_the_wait():
     lock, log = TurnLock("the bi-encoder"), []
-    holder = threading.Thread(target=_hold, args=(lock, BULK, log, "batch", 0.3))
-    holder.start()
-    while not log:
-        time.sleep(0.001)
+    holder = _holding(lock, log, "batch", 0.3)
     notices = []
     with waiting_notice(lambda name, ahead: notices.append((name, ahead))) as waited:
         with lock.turn(INTERACTIVE):
@@ -99,10 +99,7 @@ def test_the_waiting_notice_says_what_and_how_many_ahead_and_times_the_wait():
 def test_no_notice_outside_a_waiting_notice_block_and_in_other_threads():
     lock, log, notices = TurnLock("model"), [], []
     with waiting_notice(lambda name, ahead: notices.append(name)):
-        holder = threading.Thread(target=_hold, args=(lock, BULK, log, "h", 0.2))
-        holder.start()
-        while not log:
-            time.sleep(0.001)
+        holder = _holding(lock, log, "h", 0.2)
         other = threading.Thread(target=_hold, args=(lock, BULK, log, "other"))  # its own context: no notice
         other.start()
         other.join(10)
@@ -112,10 +109,7 @@ def test_no_notice_outside_a_waiting_notice_block_and_in_other_threads():
 
 def test_a_waiter_interrupted_leaves_the_line_so_the_rest_are_served():
     lock, log = TurnLock("model"), []
-    holder = threading.Thread(target=_hold, args=(lock, BULK, log, "h", 0.2))
-    holder.start()
-    while not log:
-        time.sleep(0.001)
+    holder = _holding(lock, log, "h", 0.2)
 
     def interrupted(name: str, ahead: int) -> None:
         raise KeyboardInterrupt  # raised before the wait: the ticket must not stay in the line
