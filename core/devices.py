@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import torch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -91,9 +94,6 @@ def _cpu_times() -> tuple[int, int] | None:
 
 def idle_cores(window_s: float = 0.05) -> float | None:
     """How many of this process's cores sat idle over the last ``window_s`` seconds (None: unknown)."""
-    import os
-    import time
-
     first = _cpu_times()
     if first is None:
         return None

@@ -6,7 +6,7 @@ page's title and form render before the models have loaded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
@@ -28,8 +28,8 @@ from ui.sidebar import reranker_enabled
 
 
 @contextmanager
-def _told_when_waiting(timings: Callable[[], dict[str, float]]) -> Iterator[None]:
-    """While another session has the model, say so; the seconds waited go in the result's timings."""
+def _told_when_waiting() -> Iterator[list[float]]:
+    """While another session has the model, say so; yields the list of seconds each wait took."""
     notice = st.empty()
 
     def waiting(what: str, ahead: int) -> None:
@@ -37,21 +37,22 @@ def _told_when_waiting(timings: Callable[[], dict[str, float]]) -> Iterator[None
         notice.info(f"Waiting for another search: {what} is busy with {others}…", icon="⏳")
 
     with waiting_notice(waiting) as waited:
-        yield
+        yield waited
     notice.empty()
-    if waited:
-        found = timings()
-        found["queue"] = found.get("queue", 0.0) + sum(waited) * 1000
+
+
+def _add_wait(result: SearchResult, waited: list[float]) -> None:
+    result.timings_ms["queue"] = result.timings_ms.get("queue", 0.0) + sum(waited) * 1000
 
 
 def run_search(workspace: Workspace, view: View, signature: tuple) -> None:
     """A new first stage; the reranker runs below. The URL records the view so it can be shared."""
     write_url(view)
-    result: SearchResult | None = None
     try:
         retriever = Retriever(workspace.encoder, workspace.store, workspace.lexical)
-        with _told_when_waiting(lambda: result.timings_ms if result else {}):
+        with _told_when_waiting() as waited:
             result = retriever.first_stage(view.query, view.pipeline, view.k)
+        _add_wait(result, waited)
     except Exception as exc:  # the index went away, a server stopped answering…
         st.error(f"The search failed: {type(exc).__name__}: {md(exc)}", icon="⚠️")
         st.stop()
@@ -104,8 +105,9 @@ def _rerank(result: SearchResult, reranker, settings) -> None:
             st.rerun()
         return
     with st.spinner(f"Reranking {n_pairs} candidates with {md(reranker.model_id)} (~{format_seconds(estimate)})…"):
-        with _told_when_waiting(lambda: result.timings_ms):
+        with _told_when_waiting() as waited:
             add_reranking(result, reranker, compare)
+        _add_wait(result, waited)
 
 
 @st.fragment
