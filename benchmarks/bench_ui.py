@@ -46,8 +46,11 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
                "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 MINIMAL_PAGE = 'import streamlit as st\n\nst.title("Minimal")\nst.button("Go")\n'
 # Done when the URL names the query and the script run is over (Streamlit marks its root with the state).
-RESULTS_SHOWN = """(q) => new URLSearchParams(location.search).get('q') === q
-    && document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'"""
+# Results are shown when the caption above them names the query and the run is over (the URL alone is not
+# enough: under load the browser may learn of the new URL before it learns that a run has started).
+RESULTS_SHOWN = """(q) => document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'
+    && [...document.querySelectorAll('[data-testid=stCaptionContainer]')]
+        .some(c => c.textContent.startsWith(`For “${q}”`))"""
 WORDS = "ledger audit accrual hedge coupon tranche escrow lien tort statute mutex thread kernel cache".split()
 
 

@@ -19,6 +19,7 @@ from core.retrieval.results import SearchResult
 from core.retrieval.search import add_reranking, estimate_rerank_seconds, skip_reranking
 from ui import resources
 from ui.charts import latency_figure, rank_movement_figure
+from ui.display_names import MODE_LABELS
 from ui.format import format_params, format_seconds
 from ui.pipeline_columns import pipeline_columns
 from ui.results import dense_column, lexical_column, reranked_column
@@ -46,8 +47,8 @@ def _add_wait(result: SearchResult, waited: list[float]) -> None:
 
 
 def run_search(workspace: Workspace, view: View, signature: tuple) -> None:
-    """A new first stage; the reranker runs below. The URL records the view so it can be shared."""
-    write_url(view)
+    """A new first stage; the reranker runs below. The URL records the view once its result is stored, so it
+    always names what is shown: a search cut short (another submit, a closed tab) leaves the old one."""
     try:
         retriever = Retriever(workspace.encoder, workspace.store, workspace.lexical)
         with _told_when_waiting() as waited:
@@ -57,6 +58,7 @@ def run_search(workspace: Workspace, view: View, signature: tuple) -> None:
         st.error(f"The search failed: {type(exc).__name__}: {md(exc)}", icon="⚠️")
         st.stop()
     st.session_state.update(result=result, result_settings=signature, confirmed=False, recorded=False)
+    write_url(view)
 
 
 def second_stage(result: SearchResult, settings) -> None:
@@ -126,9 +128,12 @@ def results_section(result: SearchResult, workspace: Workspace) -> None:
             "as not relevant."
         )
     st.subheader("Results")
+    # Says which search these are: the box above may already hold the next query, not yet searched.
+    said = f"For “{md(result.query)}” · {MODE_LABELS[result.first_stage.mode]} first stage, k {result.k}."
     waited = result.timings_ms.get("queue", 0.0)
     if waited >= 50:  # ms: a wait for one batch of an upload is worth saying
-        st.caption(f"Waited {format_seconds(waited / 1000)} for other sessions' work before this search ran.")
+        said += f" Waited {format_seconds(waited / 1000)} for other sessions' work before this search ran."
+    st.caption(said)
     show, threshold, below, weight = _score_controls()
     three = result.first_stage.mode != "dense" and st.toggle(
         "Show the dense column too", value=True, key="three_columns",

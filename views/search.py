@@ -21,10 +21,12 @@ signature = (settings.bi_encoder, settings.reranker, settings.device, settings.d
 shown = st.session_state.get("result")
 asked = url_view(reranker_id)
 
-# A link or a shared URL that asks for another view than the one shown wins; coming back to the page
-# without one shows the last result again, with its own query and settings in the form.
+# A submitted form wins: its query is the one just typed. Otherwise a link or a shared URL that asks for
+# another view than the one shown wins; coming back to the page without one shows the last result again,
+# with its own query and settings in the form. (The button's value is read before the form renders.)
+submitting = bool(st.session_state.get("search_go"))
 to_search: View | None = None
-if asked.query and (shown is None or not view_of(shown).same_search(asked)):
+if asked.query and not submitting and (shown is None or not view_of(shown).same_search(asked)):
     fill_form(asked)
     to_search = asked
 elif shown is not None and "search_query" not in st.session_state:
@@ -56,7 +58,7 @@ with st.form("search"):
         format_func=MODE_LABELS.get,
         help="Dense: the bi-encoder. BM25: exact words (ids, statute numbers, function names). Hybrid: both, fused.",
     )
-    submitted = go.form_submit_button("Search", type="primary", width="stretch")
+    submitted = go.form_submit_button("Search", key="search_go", type="primary", width="stretch")
     state = st.session_state
     fusion = FUSION_LABELS.get(state["search_fusion"])
     folded = f"k {state['search_k']} · {state['search_depth']} to the reranker · {fusion}"

@@ -97,6 +97,7 @@ def test_search_page_shows_both_columns(app_env):
     captions = " ".join(_texts(at.caption)).replace("\\", "")
     assert "P(relevant) = sigmoid(logit / 5)" in captions
     assert "zerank-2 calibration, detected from its scoring head" in captions
+    assert f"For “{QUERY}” · Dense first stage, k 50." in captions  # which search the results are
     assert any("<mark>" in str(m.value) for m in at.markdown)  # query terms highlighted
     assert not at.warning
     assert {m.label for m in at.metric} >= {"Query embedding", "Vector search", "Reranking", "Total"}
@@ -142,6 +143,33 @@ def test_a_link_to_another_query_replaces_the_shown_results(app_env):
     at.switch_page("views/search.py").run()
     assert at.text_input(key="search_query").value == QUERY
     assert "finance/ipo-lock-up-period.md" in _texts(at.markdown)[0]
+
+
+def test_a_submitted_query_wins_over_a_url_that_names_another(app_env):
+    _load_demo()
+    at = _search(_page("views/search.py"), "force majeure clause")
+    # The URL names a view that is not shown (a link's, or a search cut short by this very submit): the
+    # query just typed is searched all the same, and the URL then names it.
+    at.query_params["q"] = "legitimate interest under GDPR"
+    _search(at, QUERY)
+    assert not at.exception
+    assert at.text_input(key="search_query").value == QUERY
+    assert "finance/ipo-lock-up-period.md" in _texts(at.markdown)[0]
+    assert at.query_params["q"] in ([QUERY], QUERY)
+
+
+def test_a_failed_search_leaves_the_url_naming_the_shown_results(app_env, monkeypatch):
+    _load_demo()
+    at = _search(_page("views/search.py"), "force majeure clause")
+    from core.retrieval.first_stage import Retriever
+
+    def broken(*args, **kwargs):  # a store that stops answering mid-session: no real one fails on demand
+        raise ConnectionError("milvus went away")
+
+    monkeypatch.setattr(Retriever, "first_stage", broken)
+    _search(at, QUERY)
+    assert "The search failed: ConnectionError" in " ".join(_texts(at.error))
+    assert at.query_params["q"] in (["force majeure clause"], "force majeure clause")
 
 
 def test_rerank_depth_zero_says_so(app_env):

@@ -316,6 +316,8 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
                 if attempt == 2:
                     raise
         expect(switcher.get_by_text(re.compile(r"^Embedding path: (?!.*OpenVINO)"))).to_be_visible()  # torch now
+        impatient = viewers[2]
+        impatient.goto(f"{demo_server}/search")
         uploader.goto(f"{demo_server}/documents")
         uploader.locator("input[type=file]").set_input_files(uploads)
         uploader.get_by_role("button", name="Index 300 file(s)").click()
@@ -327,6 +329,15 @@ def test_sessions_search_while_another_uploads_in_chromium(demo_server):
                     page.get_by_role("textbox", name="Query").fill(query)
                     page.get_by_role("button", name="Search", exact=True).click()
                     expect(page).to_have_url(re.compile(re.escape(urlencode({"q": query}))))
+                elif page is impatient:  # a second query submitted while the first one waits for its turn
+                    box = page.get_by_role("textbox", name="Query")
+                    box.fill(f"{query} first")
+                    box.press("Enter")
+                    box.fill(query)
+                    box.press("Enter")
+                    expect(page.get_by_text(f"For “{query}”", exact=False)).to_be_visible()
+                    expect(page).to_have_url(re.compile(re.escape(urlencode({"q": query})) + "(&|$)"))
+                    expect(box).to_have_value(query)
                 else:
                     page.goto(f"{demo_server}/search?" + urlencode({"q": query}))
                 expect(page.get_by_role("heading", name="Reranked by reranker")).to_be_visible()
