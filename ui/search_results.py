@@ -135,7 +135,15 @@ def results_section(result: SearchResult, workspace: Workspace) -> None:
         said += f" Waited {format_seconds(waited / 1000)} for other sessions' work before this search ran."
     st.caption(said)
     show, threshold, below, weight = _score_controls()
-    three = result.first_stage.mode != "dense" and st.toggle(
+    left, right = st.columns(2)
+    # Off by default: twenty label controls cost the browser more than the search on every search.
+    judging = left.toggle(
+        "Label results 0–3", key="judging",
+        help="A relevance control on each result (0 not relevant … 3 highly relevant), saved in the workspace: "
+        "the NDCG@10 of both columns is shown for every labelled query",
+    )  # fmt: skip
+    labels = labels if judging else None
+    three = result.first_stage.mode != "dense" and right.toggle(
         "Show the dense column too", value=True, key="three_columns",
         help="Three columns: dense, the first stage, reranked",
     )
@@ -187,7 +195,16 @@ def latency_section(result: SearchResult) -> None:
     cols[5].metric("Reranker throughput", f"{pairs_per_s:.1f} pairs/s" if pairs_per_s else "—")
     history = st.session_state.get("history", [])
     if history:
-        st.plotly_chart(latency_figure(history), key="latency_chart")
+        # Drawn once opened, and on every search after while it stays open: a plotly chart costs the
+        # browser more than the search itself on every search (docs/performance.md).
+        chart = st.expander(
+            f"Latency per query: chart of this session's {len(history)} search(es)",
+            key="latency_history",
+            on_change="rerun",
+        )
+        with chart:
+            if chart.open:
+                st.plotly_chart(latency_figure(history), key="latency_chart")
     if result.reranked:
         st.subheader("Rank movement")
         st.plotly_chart(rank_movement_figure(result), key="movement_chart")

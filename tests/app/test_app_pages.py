@@ -102,7 +102,10 @@ def test_search_page_shows_both_columns(app_env):
     assert not at.warning
     assert {m.label for m in at.metric} >= {"Query embedding", "Vector search", "Reranking", "Total"}
     assert at.query_params["q"] == [QUERY] or at.query_params["q"] == QUERY
-    assert len(at.get("plotly_chart")) == 2  # latency and rank movement
+    assert len(at.get("plotly_chart")) == 1  # rank movement; the latency chart waits for its expander
+    at.session_state["latency_history"] = True  # what opening "Latency per query" does
+    at.run()
+    assert len(at.get("plotly_chart")) == 2 and "Dense (bi-encoder)" in _texts(at.subheader)
 
     # Results survive a rerun that is not a new search.
     at.run()
@@ -218,6 +221,8 @@ def test_labels_on_the_search_page_give_ndcg_of_both_columns(app_env):
     _load_demo()
     at = _search(_page("views/search.py"), QUERY)
     assert not any(m.label.startswith("NDCG@10") for m in at.metric)
+    assert not at.get("button_group")  # the label controls wait for the toggle
+    at.toggle(key="judging").set_value(True).run()
     # Label the first bi-encoder result "highly relevant" (3).
     control = next(c for c in at.get("button_group") if c.key.startswith("label_dense_"))
     control.set_value("3").run()
