@@ -51,11 +51,14 @@ class TurnLock:
         self._line: list[tuple[int, int]] = []  # (priority, arrival) of each waiting thread: a heap
         self._arrivals = itertools.count()
         self._held = False
+        self._last_interactive = float("-inf")  # time.monotonic() of the last search to ask for a turn
 
     @contextmanager
     def turn(self, priority: int = INTERACTIVE) -> Iterator[None]:
         ticket = (priority, next(self._arrivals))
         with self._condition:
+            if priority == INTERACTIVE:
+                self._last_interactive = time.monotonic()
             must_wait = self._held or bool(self._line)
             ahead = int(self._held) + sum(other < ticket for other in self._line)
             heapq.heappush(self._line, ticket)
@@ -83,6 +86,11 @@ class TurnLock:
             with self._condition:
                 self._held = False
                 self._condition.notify_all()
+
+    def interactive_within(self, seconds: float) -> bool:
+        """Whether a search asked for a turn in the last ``seconds``: bulk work then takes shorter turns."""
+        with self._condition:
+            return time.monotonic() - self._last_interactive < seconds
 
     @property
     def waiting(self) -> int:

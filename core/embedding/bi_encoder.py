@@ -17,6 +17,11 @@ from core.embedding.bundled_model import BundledModelError, verified_bundled_mod
 from core.embedding.openvino_encoder import INT8_GROUP_SIZE, OpenVinoEncoder, openvino_available
 from core.errors import ExplorerError
 
+# A bulk batch of 4 on OpenVINO takes ~45 ms on 2 cores at 5-10% less throughput than 16 (~160 ms): what
+# a search arriving behind it waits. Searches count as recent for this long (people read between them).
+BATCH_WHILE_SEARCHING = 4
+SEARCHES_RECENT_S = 30.0
+
 # progress(done, total, items_per_second)
 Progress = Callable[[int, int, float], None]
 
@@ -157,20 +162,24 @@ class BiEncoder:
         of waiting bulk batches.
         """
         # Measured on 2 cores: torch bf16 is fastest at 32 per batch (64: 10-20% slower), OpenVINO at 16
-        # (3-5% over 32).
-        batch_size = batch_size or (16 if self._openvino is not None else 32)
+        # (3-5% over 32). While people search, bulk batches shrink: a search waits for one batch at most.
+        default = batch_size or (16 if self._openvino is not None else 32)
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         started = time.perf_counter()
-        for start in range(0, len(texts), batch_size):
-            positions = order[start : start + batch_size]
+        done = 0
+        while done < len(texts):
+            size = default
+            if batch_size is None and priority == BULK and self._turns.interactive_within(SEARCHES_RECENT_S):
+                size = min(default, BATCH_WHILE_SEARCHING)
+            positions = order[done : done + size]
             with self._turns.turn(priority):
                 if self._openvino is not None:
                     batch = self._openvino.encode([texts[i] for i in positions])
                 else:
                     batch = self.model.encode(
                         [texts[i] for i in positions],
-                        batch_size=batch_size,
+                        batch_size=size,
                         convert_to_numpy=True,
                         show_progress_bar=False,
                     ).astype(np.float32)
@@ -179,8 +188,8 @@ class BiEncoder:
             self.texts_encoded += len(positions)
             if on_batch:
                 on_batch(positions, vectors[positions])
+            done += len(positions)
             if progress:
-                done = start + len(positions)
                 progress(done, len(texts), done / max(time.perf_counter() - started, 1e-9))
         return vectors
 

@@ -123,3 +123,15 @@ def test_a_waiter_interrupted_leaves_the_line_so_the_rest_are_served():
     with lock.turn(INTERACTIVE):  # would wait forever on a ticket left behind
         pass
     assert lock.waiting == 0
+
+
+def test_the_lock_knows_whether_a_search_asked_recently():
+    lock = TurnLock("model")
+    with lock.turn(BULK):
+        pass
+    assert not lock.interactive_within(60)  # bulk work alone never shortens its own turns
+    with lock.turn(INTERACTIVE):
+        pass
+    assert lock.interactive_within(60)
+    time.sleep(0.05)
+    assert not lock.interactive_within(0.01)
