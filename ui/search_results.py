@@ -197,11 +197,9 @@ def latency_section(result: SearchResult) -> None:
     if history:
         # Drawn once opened, and on every search after while it stays open: a plotly chart costs the
         # browser more than the search itself on every search (docs/performance.md).
-        chart = st.expander(
-            f"Latency per query: chart of this session's {len(history)} search(es)",
-            key="latency_history",
-            on_change="rerun",
-        )
+        # A fixed label: an expander's state is keyed on its label too, and a new one would close it.
+        chart = st.expander("Latency per query: chart of this session's searches", key="latency_history",
+                            on_change="rerun")  # fmt: skip
         with chart:
             if chart.open:
                 st.plotly_chart(latency_figure(history), key="latency_chart")

@@ -18,7 +18,8 @@ from core.embedding.openvino_encoder import INT8_GROUP_SIZE, OpenVinoEncoder, op
 from core.errors import ExplorerError
 
 # A bulk batch of 4 on OpenVINO takes ~45 ms on 2 cores at 5-10% less throughput than 16 (~160 ms): what
-# a search arriving behind it waits. Searches count as recent for this long (people read between them).
+# a search arriving behind it waits (torch at 4 not measured). Searches count as recent for this long
+# (people read between them).
 BATCH_WHILE_SEARCHING = 4
 SEARCHES_RECENT_S = 30.0
 
@@ -123,6 +124,10 @@ class BiEncoder:
         # One model serves every browser session (its fast tokenizer is not safe to share across threads):
         # turns are per batch, so a search waits for one batch of an upload at most, not for all of it.
         self._turns = TurnLock("the bi-encoder")
+        # Measured on 2 cores: torch bf16 is fastest at 32 per batch (64: 10-20% slower), OpenVINO at 16
+        # (3-5% over 32). Passed explicitly, a batch size holds even while people search: vectors in bf16
+        # move by ~1e-3 with the batch, and an evaluation must not depend on other sessions.
+        self.batch_size = 16 if self._openvino is not None else 32
 
     def _describe(self, bf16_cpu: bool, int8: bool) -> str:
         """Set ``backend`` and ``path`` (the runtime, as the UI shows it); returns the precision the cache keys on."""
@@ -161,9 +166,8 @@ class BiEncoder:
         ingest stopped halfway keeps what it embedded). A search passes ``INTERACTIVE``: it goes ahead
         of waiting bulk batches.
         """
-        # Measured on 2 cores: torch bf16 is fastest at 32 per batch (64: 10-20% slower), OpenVINO at 16
-        # (3-5% over 32). While people search, bulk batches shrink: a search waits for one batch at most.
-        default = batch_size or (16 if self._openvino is not None else 32)
+        # While people search, bulk batches shrink: a search waits for one short batch at most.
+        default = batch_size or self.batch_size
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         started = time.perf_counter()

@@ -106,6 +106,8 @@ def test_search_page_shows_both_columns(app_env):
     at.session_state["latency_history"] = True  # what opening "Latency per query" does
     at.run()
     assert len(at.get("plotly_chart")) == 2 and "Dense (bi-encoder)" in _texts(at.subheader)
+    _search(at, "What is a mutex?")  # opened, it stays open search after search
+    assert not at.exception and len(at.get("plotly_chart")) == 2
 
     # Results survive a rerun that is not a new search.
     at.run()

@@ -138,6 +138,12 @@ def test_upload_query_and_both_columns_in_chromium(server):
         expect(page.locator(".js-plotly-plot")).to_have_count(2)
         page.get_by_text("Full chunk").first.click()
         expect(page.get_by_test_id("stExpanderDetails").filter(has_text="180 days").first).to_be_visible()
+        box = page.get_by_role("textbox", name="Query")
+        box.fill("mutex lock")
+        box.press("Enter")  # opened, the chart stays open search after search
+        expect(page.get_by_text("For “mutex lock”")).to_be_visible()
+        page.wait_for_function("document.querySelector('[data-testid=stApp]').dataset.testScriptState === 'notRunning'")
+        expect(page.locator(".js-plotly-plot")).to_have_count(2)
         page.wait_for_timeout(1500)  # let the plotly charts draw before the screenshot
         page.screenshot(path=str(ARTIFACTS / "browser-search.png"), full_page=True)
 
@@ -239,6 +245,7 @@ def test_hostile_text_renders_inert_and_fetches_nothing_in_chromium(hostile_serv
         caption = page.get_by_text("Instruction given to the reranker:")
         expect(caption).to_be_visible()  # as typed, but for invisible word joiners that stop auto-links
         assert caption.text_content().replace("\u2060", "") == f"Instruction given to the reranker: {instruction}"
+        page.get_by_text("Latency per query: chart of this session's searches").click()
         page.wait_for_timeout(3000)  # charts drawn, images (if any) requested
         page.screenshot(path=str(ARTIFACTS / "browser-hostile.png"), full_page=True)
         expect(page.locator(".xtick text").first).to_have_text(re.compile(r"1\. <b>bold</b>"))
