@@ -45,9 +45,8 @@ CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 MINIMAL_PAGE = 'import streamlit as st\n\nst.title("Minimal")\nst.button("Go")\n'
-# Done when the URL names the query and the script run is over (Streamlit marks its root with the state).
-# Results are shown when the caption above them names the query and the run is over (the URL alone is not
-# enough: under load the browser may learn of the new URL before it learns that a run has started).
+# Results are shown when the caption above them names the query and the script run is over (Streamlit
+# marks its root with the state). The URL alone is not enough: under load the browser may learn of the new URL before it learns that a run has started.
 RESULTS_SHOWN = """(q) => document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'
     && [...document.querySelectorAll('[data-testid=stCaptionContainer]')]
         .some(c => c.textContent.startsWith(`For “${q}”`))"""

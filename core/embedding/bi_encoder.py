@@ -197,5 +197,10 @@ class BiEncoder:
                 progress(done, len(texts), done / max(time.perf_counter() - started, 1e-9))
         return vectors
 
+    def encode_queries(self, queries: list[str]) -> np.ndarray:
+        """Many queries at once (an evaluation, an experiment) at the fixed batch size: the same queries get
+        the same vectors whoever else is searching."""
+        return self.encode(queries, batch_size=self.batch_size)
+
     def encode_query(self, query: str) -> np.ndarray:
         return self.encode([query], priority=INTERACTIVE)[0]

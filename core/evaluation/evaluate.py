@@ -79,8 +79,7 @@ def evaluate(
     qids = sorted(dataset.queries, key=_natural)
     started = time.perf_counter()
     texts = [dataset.queries[q] for q in qids]
-    # A fixed batch size: the same queries get the same vectors whoever else is searching.
-    vectors = retriever.encoder.encode(texts, batch_size=retriever.encoder.batch_size) if texts else np.zeros((0, 1))
+    vectors = retriever.encoder.encode_queries(texts) if texts else np.zeros((0, 1))
     run = _Run(timings={"embed_queries": time.perf_counter() - started, "search": 0.0, "bm25": 0.0, "rerank": 0.0})
     run.reranker_error = reranker_error
     for done, (qid, vector) in enumerate(zip(qids, vectors)):

@@ -62,8 +62,7 @@ def run_experiment(
     started = time.perf_counter()
     qids = list(query_set.queries)
     texts = [query_set.queries[q] for q in qids]
-    # A fixed batch size: the same queries get the same vectors whoever else is searching.
-    vectors = retriever.encoder.encode(texts, batch_size=retriever.encoder.batch_size) if texts else np.zeros((0, 1))
+    vectors = retriever.encoder.encode_queries(texts) if texts else np.zeros((0, 1))
     experiment = Experiment(
         query_set={
             "name": query_set.name,

@@ -307,7 +307,7 @@ def test_the_chosen_dense_weight_is_the_one_evaluated(demo_index):
     assert evaluation.settings["first_stage_label"] == "hybrid (weighted: 0.10 dense + 0.90 BM25, min-max)"
     limit = 10 * CHUNKS_PER_DOCUMENT
     qids = [r.qid for r in evaluation.queries]
-    vectors = workspace.encoder.encode([dataset.queries[q] for q in qids], batch_size=workspace.encoder.batch_size)
+    vectors = workspace.encoder.encode_queries([dataset.queries[q] for q in qids])
     for record, vector in zip(evaluation.queries, vectors):
         dense = [
             RetrievedChunk(r, h.chunk, h.score, {DENSE: r})
