@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,32 @@ def loading_step(settings: Settings) -> str | None:
     """What the workspace's load is doing now; None once it is over (or was never started)."""
     load = start_loading(settings)
     return None if load is None or load.done else load.step
+
+
+def opened(settings: Settings) -> Workspace | None:
+    """The workspace if its load is over, without waiting (None while it loads)."""
+    return workspace(settings) if loading_step(settings) is None else None
+
+
+def when_open(settings: Settings, draw: Callable[[Workspace], None], waiting: str) -> None:
+    """``draw(workspace)`` now if the workspace is open; else a status line (what is loading, then
+    ``waiting``) that polls every 0.5 s, and one full run of the page once it is open, so the parts of the
+    page drawn without it catch up."""
+    polled = f"polled_{draw.__qualname__}"
+    if loading_step(settings) is not None:
+        st.session_state[polled] = True
+
+    @st.fragment(run_every=0.5 if loading_step(settings) is not None else None)
+    def section() -> None:
+        step = loading_step(settings)
+        if step is not None:
+            st.info(f"{md(step)}… {waiting}", icon="⏳")
+            return
+        if st.session_state.pop(polled, False):  # loaded while polling: a full run stops the polling
+            st.rerun()
+        draw(workspace(settings))
+
+    section()
 
 
 def workspace(settings: Settings) -> Workspace:

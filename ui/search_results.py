@@ -24,7 +24,7 @@ from ui.format import format_params, format_seconds
 from ui.pipeline_columns import pipeline_columns
 from ui.results import dense_column, lexical_column, reranked_column
 from ui.safe import md
-from ui.search_state import View, write_url
+from ui.search_state import View, forget_pending, write_url
 from ui.sidebar import reranker_enabled
 
 
@@ -55,9 +55,11 @@ def run_search(workspace: Workspace, view: View, signature: tuple) -> None:
             result = retriever.first_stage(view.query, view.pipeline, view.k)
         _add_wait(result, waited)
     except Exception as exc:  # the index went away, a server stopped answering…
+        forget_pending()  # shown as failed: not run again by itself
         st.error(f"The search failed: {type(exc).__name__}: {md(exc)}", icon="⚠️")
         st.stop()
     st.session_state.update(result=result, result_settings=signature, confirmed=False, recorded=False)
+    forget_pending()
     write_url(view)
 
 
@@ -144,7 +146,9 @@ def results_section(result: SearchResult, workspace: Workspace) -> None:
     )  # fmt: skip
     labels = labels if judging else None
     three = result.first_stage.mode != "dense" and right.toggle(
-        "Show the dense column too", value=True, key="three_columns",
+        "Show the dense column too",
+        value=True,
+        key="three_columns",
         help="Three columns: dense, the first stage, reranked",
     )
     columns = st.columns(3 if three else 2)

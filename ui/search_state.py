@@ -24,6 +24,7 @@ FORM_DEFAULTS = {
     "search_instruction": "",
 }
 URL_KEYS = ("q", "k", "stage", "fusion", "w", "depth", "instr")
+PENDING = "search_pending"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ class View:
             other.k,
             replace(other.pipeline, reranker=None),
         )
+
+
+@dataclass(frozen=True)
+class PendingSearch:
+    """A search asked for whose result is not stored yet, and the view the URL named when it was asked."""
+
+    view: View
+    url: View
 
 
 def view_of(result: SearchResult) -> View:
@@ -88,3 +97,24 @@ def form_view(reranker: str | None) -> View:
     stage = FirstStage(state["search_stage"], state["search_fusion"], float(state["search_weight"]))
     pipeline = Pipeline(stage, reranker, int(state["search_depth"]), state["search_instruction"])
     return View(state["search_query"].strip(), int(state["search_k"]), pipeline).normalised()
+
+
+def remember_pending(view: View, url: View) -> None:
+    st.session_state[PENDING] = PendingSearch(view, url)
+
+
+def pending_search(reranker: str | None) -> PendingSearch | None:
+    """The search asked for and not finished, with the sidebar's reranker (it may have changed since)."""
+    pending = st.session_state.get(PENDING)
+    if pending is None:
+        return None
+    return replace(pending, view=replace(pending.view, pipeline=replace(pending.view.pipeline, reranker=reranker)))
+
+
+def asked_under(pending: PendingSearch | None, url: View) -> bool:
+    """Whether ``url`` is the one a pending search was asked under (so not a newer request than it)."""
+    return pending is not None and pending.url.same_search(url)
+
+
+def forget_pending() -> None:
+    st.session_state.pop(PENDING, None)

@@ -16,27 +16,22 @@ from ui.safe import md
 from ui.sidebar import current_settings
 
 settings = current_settings()
-workspace = resources.workspace(settings)
-encoder = workspace.encoder
 
+# The page draws at once; indexing, and the list of indexed files, wait for the workspace if it is loading.
 st.title("Documents")
 
 with st.expander("Chunking", expanded=False):
-    window = encoder.max_seq_length
     size = st.slider(
         "Chunk size (bi-encoder tokens, [CLS]/[SEP] included)",
         32,
         1024,
         min(settings.chunk_tokens, 1024),
         step=16,
-        help=f"{md(encoder.model_id)} reads at most {window} tokens; the default {DEFAULT_CHUNK_TOKENS} fits that window.",
+        help=f"Counted in {md(settings.bi_encoder)}'s tokens; the default {DEFAULT_CHUNK_TOKENS} fits its window "
+        "(a warning below says when a size does not).",
     )
     overlap = st.slider("Overlap (tokens)", 0, min(256, size - 1), min(settings.chunk_overlap, size - 1), step=8)
-    if size > window:
-        st.warning(
-            f"Chunks of up to {size} tokens are longer than the {window}-token window of {md(encoder.model_id)}: "
-            f"the bi-encoder will embed only the first {window} tokens of each chunk (the reranker still sees all of it)."
-        )
+    window_warning = st.empty()  # filled once the bi-encoder has loaded (its window is known then)
 
 uploads = st.file_uploader(
     "Upload files",
@@ -75,16 +70,27 @@ demo_clicked = col_demo.button("Load the demo corpus", help=f"Index data/demo ({
 options = {"chunk_tokens": size, "chunk_overlap": overlap}
 if index_clicked:
     inputs = [FileInput(u.name, u.getvalue(), csv_choice.get(u.name)) for u in uploads]
+    workspace = resources.workspace(settings)
     run_ingest(lambda progress: workspace.ingest(inputs, progress, **options))
 elif demo_clicked:
-    load_demo(workspace, **options)
+    load_demo(resources.workspace(settings), **options)
 show_last_ingest()
 
-st.subheader("Indexed files")
-files = workspace.files()
-if not files:
-    st.info("Nothing indexed yet: upload files above or load the demo corpus.")
-else:
+
+opened = resources.opened(settings)
+if opened is not None and size > opened.encoder.max_seq_length:
+    encoder, window = opened.encoder, opened.encoder.max_seq_length
+    window_warning.warning(
+        f"Chunks of up to {size} tokens are longer than the {window}-token window of {md(encoder.model_id)}: "
+        f"the bi-encoder will embed only the first {window} tokens of each chunk (the reranker still sees all of it)."
+    )
+
+
+def indexed_files(workspace) -> None:
+    files = workspace.files()
+    if not files:
+        st.info("Nothing indexed yet: upload files above or load the demo corpus.")
+        return
     table = pd.DataFrame(
         [
             {
@@ -122,5 +128,9 @@ else:
             st.session_state.pop(LAST_INGEST, None)
             st.session_state["deleted"] = f"Deleted {md(quoted(doomed))} ({removed} chunks)."
             st.rerun()
+
+
+st.subheader("Indexed files")
+resources.when_open(settings, indexed_files, "The list of indexed files appears when it is open.")
 if "deleted" in st.session_state:
     st.success(st.session_state.pop("deleted"))

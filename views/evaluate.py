@@ -29,8 +29,9 @@ from ui.safe import md
 from ui.sidebar import current_settings, reranker_enabled
 
 settings = current_settings()
-workspace = resources.workspace(settings)
 store = evaluations(settings)
+# The page draws at once; a run waits for the workspace (the bi-encoder and the index) if it is still loading.
+folder = settings.workspace
 
 st.title("Evaluate")
 st.write(
@@ -77,10 +78,10 @@ elif source == UPLOAD:
         saved = save_uploaded_dataset(settings, name, corpus.getvalue(), queries.getvalue(), qrels.getvalue())
         st.success(f"Saved to {md(saved)}; pick it under “{FOLDER}”.")
 else:
-    labels = LabelStore(workspace.folder)
+    labels = LabelStore(folder)
     labelled = labels.qrels()
     st.caption(
-        f"{len(labelled)} labelled queries in {md(workspace.folder)} (label results on the Search page). "
+        f"{len(labelled)} labelled queries in {md(folder)} (label results on the Search page). "
         "They are evaluated on the explorer's own index."
     )
     exports = st.columns(3)
@@ -120,19 +121,30 @@ instruction = st.text_input(
     "Reranker instruction (optional)", key="eval_instruction", placeholder="e.g. Prefer statutes over commentary."
 )
 
-reranker, load_error = (None, None)
-if reranker_enabled(settings) and depth > 0:
-    reranker, load_error = resources.reranker(settings)
+
+def chosen_reranker():
+    """(reranker, load error), or (None, None) when reranking is off; loaded once per process."""
+    if reranker_enabled(settings) and depth > 0:
+        return resources.reranker(settings)
+    return None, None
+
+
+def reranker_notes(reranker, load_error) -> None:
     if load_error:
         st.warning(
             f"{md(load_error.reason)}. {md(load_error.advice)}. The evaluation will cover the first stages only."
         )
-n_queries = len(dataset.queries) if dataset else len(LabelStore(workspace.folder).qrels())
-if reranker is not None and n_queries:
-    guess = estimate_evaluation_seconds(n_queries, int(depth), reranker)
-    if reranker.runs_on_local_cpu and guess > 60:
-        st.warning(f"Reranking may take about {format_seconds(guess)} on the CPU; lower the depth for a quick look.")
+    n_queries = len(dataset.queries) if dataset else len(LabelStore(folder).qrels())
+    if reranker is not None and n_queries:
+        guess = estimate_evaluation_seconds(n_queries, int(depth), reranker)
+        if reranker.runs_on_local_cpu and guess > 60:
+            st.warning(
+                f"Reranking may take about {format_seconds(guess)} on the CPU; lower the depth for a quick look."
+            )
 
+
+# Filled at the end of the page: loading a reranker (a 4B model: a while) must not hold back the rest of it.
+notes = st.container()
 if st.session_state.pop("evaluation_running", False):
     st.warning("The last evaluation was cancelled before it finished; nothing was saved.")
 
@@ -146,6 +158,7 @@ if start:
     def query_progress(done: int, total: int) -> None:
         bar.progress(done / total, text=f"Query {done}/{total}")
 
+    reranker, load_error = chosen_reranker()
     if reranker:
         error = None
     elif load_error:
@@ -153,6 +166,7 @@ if start:
     else:
         error = "the rerank depth is 0" if depth == 0 else "reranking is off (reranker 'none' in the sidebar)"
     pipeline = Pipeline(FIRST_STAGES[stage_key], reranker.model_id if reranker else None, int(depth), instruction)
+    workspace = resources.workspace(settings)
     try:
         if source == LABELS:
             evaluation = run_label_evaluation(
@@ -170,43 +184,50 @@ if start:
     st.session_state["evaluation_running"] = False
     bar.empty()
 
-st.subheader("Past evaluations")
-paths = store.list()
-if not paths:
-    st.info("No evaluation yet. The demo judgments (data/judgments) run in about a minute on a laptop CPU.")
-    st.stop()
-loaded = {}
-for path in paths[:50]:
-    try:
-        loaded[str(path)] = store.load(path)
-    except ValueError as exc:
-        st.warning(f"Skipped a saved evaluation: {md(exc)}")
-if not loaded:
-    st.stop()
-overview = pd.DataFrame(
-    [
-        {
-            "when (UTC)": e.created_at.replace("T", " ").removesuffix("+00:00"),
-            "dataset": e.dataset,
-            "queries": len(e.queries),
-            "reranker": e.settings.get("reranker") or "none",
-            "k": e.settings.get("k"),
-            "depth": e.settings.get("rerank_depth"),
-            "dense NDCG@10": round(e.means("dense")["ndcg@10"], 4) if e.queries else None,
-            "hybrid RRF NDCG@10": round(e.means("hybrid_rrf")["ndcg@10"], 4) if "hybrid_rrf" in e.metrics else None,
-            "reranked": STAGE_LABELS.get(e.baseline, e.baseline) if e.has_reranking else None,
-            "reranked NDCG@10": round(e.means("reranked")["ndcg@10"], 4) if e.has_reranking and e.queries else None,
-            "run": Path(p).name,
-        }
-        for p, e in loaded.items()
-    ]
-)
-st.dataframe(overview, hide_index=True)
-shown = st.session_state.get("evaluation_shown")
-choice = st.selectbox(
-    "Show",
-    list(loaded),
-    index=list(loaded).index(shown) if shown in loaded else 0,
-    format_func=lambda p: Path(p).name,
-)
-show_evaluation(loaded[choice], key=Path(choice).stem)
+
+def past_evaluations() -> None:
+    st.subheader("Past evaluations")
+    paths = store.list()
+    if not paths:
+        st.info("No evaluation yet. The demo judgments (data/judgments) run in about a minute on a laptop CPU.")
+        return
+    loaded = {}
+    for path in paths[:50]:
+        try:
+            loaded[str(path)] = store.load(path)
+        except ValueError as exc:
+            st.warning(f"Skipped a saved evaluation: {md(exc)}")
+    if not loaded:
+        return
+    overview = pd.DataFrame(
+        [
+            {
+                "when (UTC)": e.created_at.replace("T", " ").removesuffix("+00:00"),
+                "dataset": e.dataset,
+                "queries": len(e.queries),
+                "reranker": e.settings.get("reranker") or "none",
+                "k": e.settings.get("k"),
+                "depth": e.settings.get("rerank_depth"),
+                "dense NDCG@10": round(e.means("dense")["ndcg@10"], 4) if e.queries else None,
+                "hybrid RRF NDCG@10": round(e.means("hybrid_rrf")["ndcg@10"], 4) if "hybrid_rrf" in e.metrics else None,
+                "reranked": STAGE_LABELS.get(e.baseline, e.baseline) if e.has_reranking else None,
+                "reranked NDCG@10": round(e.means("reranked")["ndcg@10"], 4) if e.has_reranking and e.queries else None,
+                "run": Path(p).name,
+            }
+            for p, e in loaded.items()
+        ]
+    )
+    st.dataframe(overview, hide_index=True)
+    shown = st.session_state.get("evaluation_shown")
+    choice = st.selectbox(
+        "Show",
+        list(loaded),
+        index=list(loaded).index(shown) if shown in loaded else 0,
+        format_func=lambda p: Path(p).name,
+    )
+    show_evaluation(loaded[choice], key=Path(choice).stem)
+
+
+past_evaluations()
+with notes:
+    reranker_notes(*chosen_reranker())

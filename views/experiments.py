@@ -19,7 +19,6 @@ from ui.safe import md
 from ui.sidebar import current_settings, reranker_enabled
 
 settings = current_settings()
-workspace = resources.workspace(settings)
 store = snapshots(settings)
 saved_pipelines = PipelineStore(settings.workspace)
 
@@ -143,6 +142,7 @@ def launch(source, pipelines, baseline, k) -> None:
         left = (time.perf_counter() - started) / done * (total - done)
         bar.progress(done / total, text=f"Query {done}/{total} · about {format_seconds(left)} left")
 
+    workspace = resources.workspace(settings)  # waits (behind a status) if it is still loading
     try:
         experiment, _ = run_experiment_in(
             settings, workspace.encoder, source, pipelines, rerankers, baseline=baseline, k=k,
@@ -210,7 +210,7 @@ def show(experiment) -> None:
     if experiment.settings.get("index") == "workspace":
         from core.evaluation.labels import LabelStore
 
-        labels = LabelStore(workspace.folder)
+        labels = LabelStore(settings.workspace)
     drill_down(experiment, qid, labels)
 
 

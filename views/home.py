@@ -30,25 +30,14 @@ if st.button(
 show_last_ingest()
 
 
-@st.fragment(run_every=0.5 if resources.loading_step(settings) else None)
-def index_figures() -> None:
-    """The index's size; while the workspace loads, what is loading (polled until it is open)."""
-    step = resources.loading_step(settings)
-    if step is not None:
-        st.info(f"{md(step)}… The pages open meanwhile; searching waits for it.", icon="⏳")
-        return
-    if "index_figures_polled" in st.session_state:  # loaded while polling: one full run stops the polling
-        del st.session_state["index_figures_polled"]
-        st.rerun()
-    files = resources.workspace(settings).files()
+def index_figures(workspace) -> None:
+    files = workspace.files()
     left, right = st.columns(2)
     left.metric("Indexed files", len(files))
     right.metric("Chunks", sum(f.chunks for f in files))
 
 
-if resources.loading_step(settings):
-    st.session_state["index_figures_polled"] = True
-index_figures()
+resources.when_open(settings, index_figures, "The pages open meanwhile; searching waits for it.")
 
 st.page_link("views/documents.py", label="Upload your own documents", icon="📄")
 st.page_link("views/search.py", label="Search", icon="🔎")

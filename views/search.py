@@ -12,7 +12,18 @@ from core.demo import suggested_queries
 from core.retrieval.pipeline import FUSIONS, MAX_DEPTH, MODES
 from ui import resources
 from ui.display_names import FUSION_LABELS, MODE_LABELS
-from ui.search_state import View, fill_form, form_defaults, form_view, url_view, view_of, write_url
+from ui.search_state import (
+    View,
+    asked_under,
+    fill_form,
+    form_defaults,
+    form_view,
+    pending_search,
+    remember_pending,
+    url_view,
+    view_of,
+    write_url,
+)
 from ui.sidebar import current_settings, reranker_enabled
 
 settings = current_settings()
@@ -22,13 +33,22 @@ shown = st.session_state.get("result")
 asked = url_view(reranker_id)
 
 # A submitted form wins: its query is the one just typed. Otherwise a link or a shared URL that asks for
-# another view than the one shown wins; coming back to the page without one shows the last result again,
-# with its own query and settings in the form. (The button's value is read before the form renders.)
+# another view than the one shown wins, unless it is the URL a pending search was asked under; then a
+# pending search (one asked for, whose run another interaction cut short) runs again. Coming back to the
+# page without either shows the last result again, with its own query and settings in the form.
+# (The button's value is read before the form renders.)
 submitting = bool(st.session_state.get("search_go"))
+pending = pending_search(reranker_id)
 to_search: View | None = None
-if asked.query and not submitting and (shown is None or not view_of(shown).same_search(asked)):
+if submitting:
+    pass  # the form's view is read below, once the form has rendered
+elif asked.query and (shown is None or not view_of(shown).same_search(asked)) and not asked_under(pending, asked):
     fill_form(asked)
     to_search = asked
+elif pending is not None:
+    if "search_query" not in st.session_state:
+        fill_form(pending.view)
+    to_search = pending.view
 elif shown is not None and "search_query" not in st.session_state:
     fill_form(view_of(shown))
     write_url(view_of(shown))
@@ -96,18 +116,28 @@ with st.form("search"):
         )
 if submitted and form_view(reranker_id).query:
     to_search = form_view(reranker_id)
+if to_search is not None:
+    remember_pending(to_search, asked)  # until its result is stored (search_results.run_search)
 
-workspace = resources.workspace(settings)  # waits here, behind a status line, while the models load
+
+def nothing_shown(workspace) -> None:
+    st.info(
+        "Type a query, or pick a suggested one." if workspace.files() else "The index is empty: add documents first."
+    )
+    st.page_link("views/documents.py", label="Documents", icon="📄")
+
+
+if to_search is None and "result" not in st.session_state:
+    resources.when_open(settings, nothing_shown, "The form is ready; a search waits for it.")
+    st.stop()
+workspace = resources.workspace(settings)  # a search waits here, behind a status line, while the models load
 from ui import search_results  # noqa: E402 (imports torch and friends: only once the form is on screen)
 
 if to_search is not None:
     search_results.run_search(workspace, to_search, signature)
 result = st.session_state.get("result")
 if result is None:
-    st.info(
-        "Type a query, or pick a suggested one." if workspace.files() else "The index is empty: add documents first."
-    )
-    st.page_link("views/documents.py", label="Documents", icon="📄")
+    nothing_shown(workspace)
     st.stop()
 
 search_results.second_stage(result, settings)

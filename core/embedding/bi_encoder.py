@@ -7,12 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from core.concurrency.model_loads import MODEL_LOADS
 from core.concurrency.turns import BULK, INTERACTIVE, TurnLock
 from core.config import DEFAULT_BI_ENCODER, EMBED_BACKENDS
-from core.devices import cpu_has_native_bf16, dtype_name, resolve_device, resolve_embedding_dtype
 from core.embedding.bundled_model import BundledModelError, verified_bundled_model
 from core.embedding.openvino_encoder import INT8_GROUP_SIZE, OpenVinoEncoder, openvino_available
 from core.errors import ExplorerError
@@ -81,6 +79,11 @@ class BiEncoder:
         self, model_id: str = DEFAULT_BI_ENCODER, device: str = "auto", dtype: str = "auto", backend: str = "auto"
     ):
         """``backend``: one of EMBED_BACKENDS (Settings.embed_backend); auto picks by ``auto_backend``."""
+        # Imported here: torch takes seconds to import, and the pages import this module before they draw.
+        import torch
+
+        from core.devices import dtype_name, resolve_device, resolve_embedding_dtype
+
         self.model_id = model_id
         requested = (backend or "auto").lower()
         try:
@@ -131,6 +134,8 @@ class BiEncoder:
 
     def _describe(self, bf16_cpu: bool, int8: bool) -> str:
         """Set ``backend`` and ``path`` (the runtime, as the UI shows it); returns the precision the cache keys on."""
+        from core.devices import cpu_has_native_bf16
+
         native = " (native bf16: AVX-512 BF16/AMX)" if bf16_cpu else ""
         if self.device == "cpu" and self.dtype == "float32" and cpu_has_native_bf16():
             native = " (bf16 would be faster here: set the dtype to auto)"

@@ -13,7 +13,6 @@ from core.config import Settings
 from core.errors import SettingsError
 from core.rerank.base import Reranker, RerankerLoadError
 from core.rerank.http import HttpReranker
-from core.rerank.local import load_reranker
 
 LOCAL, SERVED = "local:", "server:"
 
@@ -45,6 +44,9 @@ def _served(settings: Settings, server) -> HttpReranker | None:
 
 
 def _local(settings: Settings, model: str) -> Reranker:
+    # Imported here: it imports torch (seconds), and the Experiments page imports this module before it draws.
+    from core.rerank.local import load_reranker
+
     return load_reranker(
         model,
         settings.device,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from pathlib import Path
 
 from markdown_it import MarkdownIt
@@ -41,6 +42,43 @@ def test_home_loads_demo_corpus(app_env):
     assert not at.exception
     assert at.metric[0].value == "36"
     assert len(at.success) == 36
+
+
+def test_every_page_draws_while_the_workspace_loads(app_env, monkeypatch):
+    """No page waits for the bi-encoder and the index before it draws; what needs them says what is loading,
+    and the page fills in once they are open. The test holds the process's model-load lock, which the
+    bi-encoder's load takes, so the load is still running while each page draws."""
+    from core.concurrency.model_loads import MODEL_LOADS
+
+    monkeypatch.setenv("RERANK_EMBED_BACKEND", "torch")  # a bi-encoder of its own: no other test has loaded it
+    monkeypatch.setenv("RERANK_RERANKER", "none")  # a reranker's load takes the same lock (Evaluate loads it last)
+    with MODEL_LOADS:
+        at = _page()
+        assert not at.exception
+        assert any(b.label == "Load the demo corpus" for b in at.button)
+        deadline = time.monotonic() + 120  # the load thread imports torch first, then waits for the lock
+        while not any(t.startswith("Loading the bi-encoder") for t in _texts(at.info)):
+            assert any("The pages open meanwhile" in t for t in _texts(at.info))
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+            at.run()
+        for page, drawn in (
+            ("views/documents.py", lambda: at.file_uploader[0].label == "Upload files"),
+            ("views/evaluate.py", lambda: any(b.label == "Run the evaluation" for b in at.button)),
+            ("views/experiments.py", lambda: any(e.label == "New experiment" for e in at.expander)),
+            ("views/search.py", lambda: at.text_input(key="search_query") is not None),
+        ):
+            at.switch_page(page).run()
+            assert not at.exception, page
+            assert drawn(), page
+        at.switch_page("views/documents.py").run()
+        assert "The list of indexed files appears when it is open." in " ".join(_texts(at.info))
+    deadline = time.monotonic() + 120
+    while "Nothing indexed yet" not in " ".join(_texts(at.info)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+    assert "Nothing indexed yet: upload files above or load the demo corpus." in _texts(at.info)
+    assert any(c.value.startswith("Embedding path: cpu") for c in at.sidebar.caption)
 
 
 def test_documents_page_uploads_and_reports_each_file(app_env):
@@ -161,6 +199,33 @@ def test_a_submitted_query_wins_over_a_url_that_names_another(app_env):
     assert at.text_input(key="search_query").value == QUERY
     assert "finance/ipo-lock-up-period.md" in _texts(at.markdown)[0]
     assert at.query_params["q"] in ([QUERY], QUERY)
+
+
+def test_a_search_cut_short_by_another_interaction_runs_again(app_env, monkeypatch):
+    """Streamlit ends a run when another interaction arrives (a sidebar change, a second click) and starts a
+    new one in which the search button is no longer pressed: the query asked for must still be searched."""
+    _load_demo()
+    at = _page("views/search.py")
+    import streamlit as st
+
+    from core.retrieval.first_stage import Retriever
+
+    real, calls = Retriever.first_stage, []
+
+    def cut_short_once(self, *args, **kwargs):  # the interruption, on demand: a real one is a race
+        calls.append(args[0])
+        if len(calls) == 1:
+            st.rerun()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Retriever, "first_stage", cut_short_once)
+    _search(at, QUERY)
+    assert not at.exception
+    assert calls == [QUERY, QUERY]
+    assert "finance/ipo-lock-up-period.md" in _texts(at.markdown)[0]
+    assert at.query_params["q"] in ([QUERY], QUERY)
+    at.run()  # searched once stored: not again
+    assert calls == [QUERY, QUERY]
 
 
 def test_a_failed_search_leaves_the_url_naming_the_shown_results(app_env, monkeypatch):
@@ -329,10 +394,8 @@ def test_sidebar_shows_the_embedding_runtime_and_switches_it(app_env, monkeypatc
     runtime = next(s for s in at.sidebar.selectbox if s.label == "Embedding runtime")
     assert runtime.value == "torch"  # the environment's choice is the default
 
-    def embedding_path() -> str:
+    def embedding_path() -> str:  # shown once the workspace is open (indexing waits for it)
         return next(c.value for c in at.sidebar.caption if c.value.startswith("Embedding path"))
-
-    assert "OpenVINO" not in embedding_path()
 
     def index(name: str, text: bytes) -> None:
         at.file_uploader[0].set_value([(name, text, "text/plain")]).run()
@@ -340,10 +403,11 @@ def test_sidebar_shows_the_embedding_runtime_and_switches_it(app_env, monkeypatc
         assert not at.exception and any(name in t for t in _texts(at.success))
 
     index("a.txt", b"Insiders may not sell shares until the lock-up period expires.")
+    assert "OpenVINO" not in embedding_path()
     runtime.set_value("openvino-int8").run()
     assert not at.exception
-    assert "OpenVINO int8" in embedding_path()
     index("b.txt", b"A data subject access request must be answered within one month.")
+    assert "OpenVINO int8" in embedding_path()
     runtimes = at.dataframe[0].value.set_index("file")["embedded with"]
     assert runtimes["b.txt"].startswith("openvino-int8") and not runtimes["a.txt"].startswith("openvino")
     assert any("2 embedding runtimes" in c.value for c in at.caption)
