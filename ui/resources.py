@@ -89,16 +89,17 @@ def when_open(settings: Settings, draw: Callable[[Workspace], None], waiting: st
     ``waiting``) that polls every 0.5 s, and one full run of the page once it is open, so the parts of the
     page drawn without it catch up."""
     polled = f"polled_{draw.__qualname__}"
-    if loading_step(settings) is not None:
-        st.session_state[polled] = True
+    if loading_step(settings) is None:  # a full run with the workspace open draws the whole page anyway
+        st.session_state.pop(polled, None)
 
     @st.fragment(run_every=0.5 if loading_step(settings) is not None else None)
     def section() -> None:
         step = loading_step(settings)
         if step is not None:
+            st.session_state[polled] = True
             st.info(f"{md(step)}… {waiting}", icon="⏳")
             return
-        if st.session_state.pop(polled, False):  # loaded while polling: a full run stops the polling
+        if st.session_state.pop(polled, False):  # opened while this part alone polled: catch the page up
             st.rerun()
         draw(workspace(settings))
 

@@ -17,13 +17,10 @@ from ui.safe import md
 LINE_ENDING = re.compile(r"\r\n|\r|\n")
 
 
-def _html(inner: str, markdown_above: str = "") -> None:
+def _html(inner: str) -> None:
     # One line inside a <div>: Markdown leaves an HTML block alone up to the first blank line, so "# " or
     # "![i](…)" in a chunk stay text; every CommonMark line ending becomes <br> so no blank line can end it.
-    # ``markdown_above`` (our own text, never a user's) goes first, in the same element: each element
-    # costs the browser time on every search (docs/performance.md).
-    above = f"{markdown_above}\n\n" if markdown_above else ""
-    st.markdown(f"{above}<div>{LINE_ENDING.sub('<br>', inner)}</div>", unsafe_allow_html=True)
+    st.markdown(f"<div>{LINE_ENDING.sub('<br>', inner)}</div>", unsafe_allow_html=True)
 
 
 def _save_label(labels: LabelStore, query: str, document: str, key: str) -> None:
@@ -49,15 +46,55 @@ def _label(labels: LabelStore | None, query: str, chunk: Chunk, column: str, giv
     )
 
 
-def _row(header: str, chunk: Chunk, query: str, labels: LabelStore | None, column: str, given: dict) -> None:
+# A card's frame, drawn by the browser's CSS rather than by a Streamlit container per card.
+CARD = (
+    '<div style="border:1px solid rgba(128,132,149,0.35);border-radius:0.5rem;padding:0.6rem 0.8rem;'
+    'margin-bottom:0.5rem">'
+)
+COLOURS = {"green": "#21c354", "red": "#ff4b4b", "gray": "#808495"}
+
+
+def _coloured(colour: str, inner: str) -> str:
+    return f'<span style="color:{COLOURS[colour]}">{inner}</span>'
+
+
+def _card_body(header: str, chunk: Chunk, query: str) -> str:
+    return f"{header}<br><small>{chunk.location(escape_html)}</small><br>{snippet(chunk.text, query)}"
+
+
+def _cards(rows: list[tuple[str, Chunk]], query: str) -> None:
+    """Every card of a column in one element, each with its full text in a <details> (the browser opens
+    it without a rerun). One element, not a bordered container, an expander and a Markdown block per
+    card: what the browser redraws on every search (docs/performance.md)."""
+    if rows:
+        cards = (
+            f"{CARD}{_card_body(header, chunk, query)}<details><summary>Full chunk</summary>{mark(chunk.text, query)}"
+            "</details></div>"
+            for header, chunk in rows
+        )
+        _html("".join(cards))
+
+
+def _labelled_card(header: str, chunk: Chunk, query: str, labels: LabelStore, column: str, given: dict) -> None:
+    """A card with its label control: Streamlit elements of its own, so the control sits under its card."""
     with st.container(border=True):
-        _html(f"<small>{chunk.location(escape_html)}</small><br>{snippet(chunk.text, query)}", header)
+        _html(_card_body(header, chunk, query))
         # The full text is sent only once the expander is opened (a fragment rerun): most rows never are.
         full = st.expander("Full chunk", key=f"full_{column}_{chunk.chunk_id}", on_change="rerun")
         with full:
             if full.open:
                 _html(mark(chunk.text, query))
         _label(labels, query, chunk, column, given)
+
+
+def _column_cards(rows: list[tuple[str, Chunk]], query: str, labels: LabelStore | None, column: str) -> None:
+    """``rows``: (header as HTML, made of our own text only; chunk)."""
+    if labels is None:
+        _cards(rows, query)
+        return
+    given = labels.labels_for(query)
+    for header, chunk in rows:
+        _labelled_card(header, chunk, query, labels, column, given)
 
 
 def provenance(sources: dict[str, int]) -> str:
@@ -77,12 +114,13 @@ def first_stage_column(
             if column == "dense"
             else "No results: no indexed chunk shares a word with the query (after stop words and stemming)."
         )
-    given = labels.labels_for(result.query) if labels else {}
+    rows = []
     for item in items[:show]:
-        header = f"**#{item.rank}** · {score_name} **{item.score:.4g}**"
+        header = f"<strong>#{item.rank}</strong> · {score_name} <strong>{item.score:.4g}</strong>"
         if mark_sources:
             header += f" · from {provenance(item.sources)}"
-        _row(header, item.chunk, result.query, labels, column, given)
+        rows.append((header, item.chunk))
+    _column_cards(rows, result.query, labels, column)
 
 
 def dense_column(result: SearchResult, show: int, labels: LabelStore | None = None) -> None:
@@ -158,17 +196,18 @@ def reranked_column(
             f"{under} of {len(rows)} candidates have P(relevant) below {threshold:.2f}"
             + (" and are hidden." if below == "hide" else " and are greyed out.")
         )
-    given = labels.labels_for(result.query) if labels else {}
     shown = [row for row in rows if not (below == "hide" and row.below_threshold)]
-    for row in shown[:show]:
-        _row(_reranked_header(row, result, blended), row.item.chunk, result.query, labels, column, given)
+    cards = [(_reranked_header(row, result, blended), row.item.chunk) for row in shown[:show]]
+    _column_cards(cards, result.query, labels, column)
 
 
 def _reranked_header(row: ShownRow, result: SearchResult, blended: bool) -> str:
     item = row.item
     move = movement_label(item.first_stage_rank - row.rank, row.rank, item.first_stage_rank)
     colour = "green" if item.first_stage_rank > row.rank else "red" if item.first_stage_rank < row.rank else "gray"
-    details = f"P(relevant) **{item.probability:.3f}** · logit {item.logit:+.2f} · was #{item.first_stage_rank}"
+    details = (
+        f"P(relevant) <strong>{item.probability:.3f}</strong> · logit {item.logit:+.2f} · was #{item.first_stage_rank}"
+    )
     if blended:
         details += f" · blended {row.score:.3f}"
     if result.first_stage.mode != "dense":
@@ -177,6 +216,6 @@ def _reranked_header(row: ShownRow, result: SearchResult, blended: bool) -> str:
         change = item.rank_without_instruction - item.rank
         effect = f"↑{change}" if change > 0 else f"↓{-change}" if change < 0 else "="
         details += f" · instruction {effect} (reranker #{item.rank_without_instruction} without, #{item.rank} with)"
-    if row.below_threshold:  # one grey line: Streamlit's colour directives do not nest
-        return f":gray[**#{row.rank}** {move} · {details} · below the threshold]"
-    return f"**#{row.rank}** :{colour}[{move}] · {details}"
+    if row.below_threshold:
+        return _coloured("gray", f"<strong>#{row.rank}</strong> {move} · {details} · below the threshold")
+    return f"<strong>#{row.rank}</strong> {_coloured(colour, move)} · {details}"
