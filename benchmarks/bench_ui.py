@@ -3,8 +3,8 @@
 Drives Debian's chromium (Playwright) against `streamlit run app.py` on 127.0.0.1 and prints:
 
 - cold start: from `streamlit run` to a clickable "Load the demo corpus" button on Home, against a
-  minimal Streamlit page (one button) started the same way, repeats interleaved; and to the index
-  figures on Home (the workspace open);
+  minimal Streamlit page (one button) started the same way, repeats interleaved; then to the Documents
+  and Evaluate pages drawn in new tabs, and to the index figures on Home (the workspace open);
 - click to results: on the demo corpus with no reranker, from the Search click to the finished render,
   beside the app's own search time (its "Total" metric) for the same searches;
 - many sessions: N viewers search in a loop while one more session uploads M documents; click to
@@ -46,7 +46,8 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
                "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 MINIMAL_PAGE = 'import streamlit as st\n\nst.title("Minimal")\nst.button("Go")\n'
 # Results are shown when the caption above them names the query and the script run is over (Streamlit
-# marks its root with the state). The URL alone is not enough: under load the browser may learn of the new URL before it learns that a run has started.
+# marks its root with the state). The URL alone is not enough: under load the browser may learn of the
+# new URL before it learns that a run has started.
 RESULTS_SHOWN = """(q) => document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'
     && [...document.querySelectorAll('[data-testid=stCaptionContainer]')]
         .some(c => c.textContent.startsWith(`For “${q}”`))"""
@@ -131,8 +132,13 @@ async def _goto_until_served(page, url: str, deadline: float) -> None:
             await asyncio.sleep(0.05)
 
 
+# Pages a new user may open while the models load, and a text each shows once drawn (cold start, the app only).
+OTHER_PAGES = (("/documents", "Upload files"), ("/evaluate", "Run the evaluation"))
+
+
 async def cold_start(browser, script: Path, workspace: Path, button: str, also: str | None) -> dict:
-    """Seconds from starting the server to a visible, enabled ``button`` (and to the text ``also``)."""
+    """Seconds from starting the server to a visible, enabled ``button``, then to each of OTHER_PAGES drawn
+    in a tab of its own (with ``also``: the app), and to the text ``also`` on the first page."""
     server = Server(script, workspace)
     page = await browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
@@ -142,6 +148,12 @@ async def cold_start(browser, script: Path, workspace: Path, button: str, also: 
         while not await target.is_enabled():
             await asyncio.sleep(0.01)
         figures = {"clickable_s": time.perf_counter() - server.started}
+        for path, text in OTHER_PAGES if also else ():
+            other = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            await other.goto(server.url + path)
+            await other.get_by_text(text, exact=True).first.wait_for(state="visible", timeout=120_000)
+            figures[f"{path.strip('/')}_drawn_s"] = time.perf_counter() - server.started
+            await other.close()
         if also:
             await page.get_by_text(also).first.wait_for(state="visible", timeout=120_000)
             figures["ready_s"] = time.perf_counter() - server.started
@@ -231,6 +243,8 @@ async def many_sessions(browser, workspace: Path, sessions: int, uploads: int, k
     totals: list[float] = []
     outcomes: dict[str, int] = {"ok": 0, "waited": 0, "error": 0, "timeout": 0}
     upload_done = asyncio.Event()
+    upload_started: list[float] = []
+    slowest: list[tuple[float, int, int, float | None]] = []  # (seconds, viewer, search, start after the upload's)
 
     async def viewer(n: int) -> None:
         page = await (await browser.new_context()).new_page()
@@ -251,11 +265,13 @@ async def many_sessions(browser, workspace: Path, sessions: int, uploads: int, k
                 await page.goto(f"{server.url}/search")
                 i += 1
                 continue
-            failed = await page.get_by_test_id("stException").count() + await page.get_by_text(
-                "The search failed"
-            ).count()
+            failed = (
+                await page.get_by_test_id("stException").count() + await page.get_by_text("The search failed").count()
+            )
             outcomes["error" if failed else outcome] += 1
             clicks.append(elapsed * 1000)
+            started_s = time.perf_counter() - elapsed - upload_started[0] if upload_started else None
+            slowest.append((elapsed, n, i, started_s))
             total = await app_total_ms(page)
             if total is not None:
                 totals.append(total)
@@ -266,17 +282,23 @@ async def many_sessions(browser, workspace: Path, sessions: int, uploads: int, k
         page.set_default_timeout(900_000)
         await page.goto(f"{server.url}/documents")
         await page.locator("input[type=file]").set_input_files(files)
+        # The list of indexed files shows once the models and the index are open: searches start after
+        # that, or the first ones time the cold load (the page says "Loading…" meanwhile).
+        await page.get_by_test_id("stDataFrame").first.wait_for(timeout=300_000)
+        workspace_open.set()
         await ready.wait()
         started = time.perf_counter()
+        upload_started.append(started)
         await page.get_by_role("button", name=f"Index {uploads} file(s)").click()
         await page.get_by_text(f"{uploads} indexed", exact=False).first.wait_for()
         upload_done.set()
         return time.perf_counter() - started
 
-    ready = asyncio.Event()
+    ready, workspace_open = asyncio.Event(), asyncio.Event()
     tasks = [asyncio.create_task(viewer(n)) for n in range(sessions)]
     upload = asyncio.create_task(uploader())
     await asyncio.sleep(15)  # every session has its page before the upload and the searches start
+    await workspace_open.wait()
     ready.set()
     try:
         upload_s, *_ = await asyncio.gather(upload, *tasks)
@@ -293,6 +315,10 @@ async def many_sessions(browser, workspace: Path, sessions: int, uploads: int, k
         "app_total_p50_ms": statistics.median(totals) if totals else None,
         "app_total_max_ms": max(totals) if totals else None,
         **{f"searches_{name}": count for name, count in outcomes.items()},
+        "slowest_three": [
+            f"{seconds:.1f} s: viewer {n}'s search {i}, started {start:+.1f} s after the upload's click"
+            for seconds, n, i, start in sorted(slowest, reverse=True)[:3]
+        ],
     }
 
 
@@ -322,6 +348,11 @@ async def main_async(args) -> dict:
                     "app_clickable_s": app_s,
                     "ratio": app_s / minimal_s,
                     "app_index_shown_s": statistics.median(r["ready_s"] for r in runs["app"]),
+                    **{
+                        f"app_{key}": statistics.median(r[key] for r in runs["app"])
+                        for key in runs["app"][0]
+                        if key.endswith("_drawn_s")
+                    },
                     "repeats": args.repeats,
                 }
             if args.only in (None, "search"):
