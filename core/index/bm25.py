@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 
-import bm25s
 import numpy as np
 import Stemmer
 
@@ -22,6 +21,9 @@ class Bm25sIndex:
     """An in-memory BM25 index of chunks, built with bm25s."""
 
     def __init__(self, chunks: list[Chunk]):
+        # Imported here: bm25s pulls in scipy (~0.5 s), and the pages import this module before they draw.
+        import bm25s
+
         self.chunks = chunks
         self._stemmer = Stemmer.Stemmer("english")
         self._index = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
@@ -37,6 +39,8 @@ class Bm25sIndex:
     def search(self, query: str, k: int) -> list[Hit]:
         if k <= 0 or self._empty:
             return []
+        import bm25s
+
         tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer, show_progress=False)
         if not tokens.ids[0]:  # only stop words or punctuation
             return []
