@@ -3,7 +3,6 @@
 import streamlit as st
 
 from ui import resources
-from ui.safe import md
 from ui.sidebar import settings_sidebar
 
 st.set_page_config(page_title="Retrieve & rerank explorer", page_icon="🔎", layout="wide")
@@ -20,13 +19,6 @@ pages = st.navigation(
 # render at once and wait for them only where they need them (ui/resources.py).
 settings = settings_sidebar()
 resources.start_loading(settings)
-# Home and Search say themselves what is loading; the other pages import the heavy libraries at their
-# top, so until those are in, this line is what they show.
-step = resources.loading_step(settings) if pages.url_path not in ("", "search") else None
-loading = st.empty()
-if step:
-    loading.info(f"{md(step)}… This page opens when the models and the index are ready.", icon="⏳")
-try:
-    pages.run()
-finally:
-    loading.empty()
+resources.show_embedding_path(settings)
+# Every page says itself what is loading, where it needs the workspace (ui/resources.py: when_open).
+pages.run()

@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # the heavy modules are imported where they are first needed 
     from core.rerank.base import Reranker
     from core.rerank.score_cache import ScoreCache
 
+EMBEDDING_PATH_SHOWN = "embedding_path_shown"
+
 # The settings a workspace is opened with (besides its folder); chunk sizes chosen on the Documents page
 # are per-ingest arguments, not part of this.
 WORKSPACE_FIELDS = (
@@ -80,8 +82,10 @@ def loading_step(settings: Settings) -> str | None:
 
 
 def opened(settings: Settings) -> Workspace | None:
-    """The workspace if its load is over, without waiting (None while it loads)."""
-    return workspace(settings) if loading_step(settings) is None else None
+    """The workspace if it is open, without waiting and without drawing anything (None while it loads,
+    or if it could not be opened: the page's ``workspace()`` or ``when_open()`` call says why)."""
+    load = start_loading(settings)
+    return load.result() if load is not None and load.done and not load.failed else None
 
 
 def when_open(settings: Settings, draw: Callable[[Workspace], None], waiting: str) -> None:
@@ -89,17 +93,19 @@ def when_open(settings: Settings, draw: Callable[[Workspace], None], waiting: st
     ``waiting``) that polls every 0.5 s, and one full run of the page once it is open, so the parts of the
     page drawn without it catch up."""
     polled = f"polled_{draw.__qualname__}"
-    if loading_step(settings) is None:  # a full run with the workspace open draws the whole page anyway
+    loading = loading_step(settings) is not None
+    if loading:  # this part polls: whatever run of it sees the load over brings the page up to date
+        st.session_state[polled] = True
+    else:  # a full run with the workspace open draws the whole page anyway
         st.session_state.pop(polled, None)
 
-    @st.fragment(run_every=0.5 if loading_step(settings) is not None else None)
+    @st.fragment(run_every=0.5 if loading else None)
     def section() -> None:
         step = loading_step(settings)
         if step is not None:
-            st.session_state[polled] = True
             st.info(f"{md(step)}… {waiting}", icon="⏳")
             return
-        if st.session_state.pop(polled, False):  # opened while this part alone polled: catch the page up
+        if st.session_state.pop(polled, False):  # opened since this part started polling: catch the page up
             st.rerun()
         draw(workspace(settings))
 
@@ -125,8 +131,23 @@ def workspace(settings: Settings) -> Workspace:
         _loads().forget_failure(_workspace_key(settings))  # the next run tries again
         st.error(f"The workspace {md(settings.workspace)} could not be opened: {md(exc)}", icon="⚠️")
         st.stop()
-    st.sidebar.caption(f"Embedding path: {md(opened.encoder.path)}")
+    if not st.session_state.get(EMBEDDING_PATH_SHOWN):  # once per run (app.py shows it when already open)
+        st.session_state[EMBEDDING_PATH_SHOWN] = True
+        _embedding_path(opened)
     return opened
+
+
+def show_embedding_path(settings: Settings) -> None:
+    """On every full run, before the page (app.py): the sidebar says what embeds, if the workspace is open;
+    else the page's first ``workspace()`` call says it once it has opened."""
+    now = opened(settings)
+    st.session_state[EMBEDDING_PATH_SHOWN] = now is not None
+    if now is not None:
+        _embedding_path(now)
+
+
+def _embedding_path(workspace: Workspace) -> None:
+    st.sidebar.caption(f"Embedding path: {md(workspace.encoder.path)}")
 
 
 @st.cache_resource(show_spinner="Loading the reranker (a 4B model takes a while)…")

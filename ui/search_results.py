@@ -59,8 +59,8 @@ def run_search(workspace: Workspace, view: View, signature: tuple) -> None:
         st.error(f"The search failed: {type(exc).__name__}: {md(exc)}", icon="⚠️")
         st.stop()
     st.session_state.update(result=result, result_settings=signature, confirmed=False, recorded=False)
+    write_url(view)  # first: a run cut short between the two keeps the pending search, which names this view
     forget_pending()
-    write_url(view)
 
 
 def second_stage(result: SearchResult, settings) -> None:

@@ -31,7 +31,7 @@ from ui.sidebar import current_settings, reranker_enabled
 settings = current_settings()
 store = evaluations(settings)
 # The page draws at once; a run waits for the workspace (the bi-encoder and the index) if it is still loading.
-folder = settings.workspace
+labels_folder = settings.workspace
 
 st.title("Evaluate")
 st.write(
@@ -78,10 +78,10 @@ elif source == UPLOAD:
         saved = save_uploaded_dataset(settings, name, corpus.getvalue(), queries.getvalue(), qrels.getvalue())
         st.success(f"Saved to {md(saved)}; pick it under “{FOLDER}”.")
 else:
-    labels = LabelStore(folder)
+    labels = LabelStore(labels_folder)
     labelled = labels.qrels()
     st.caption(
-        f"{len(labelled)} labelled queries in {md(folder)} (label results on the Search page). "
+        f"{len(labelled)} labelled queries in {md(labels_folder)} (label results on the Search page). "
         "They are evaluated on the explorer's own index."
     )
     exports = st.columns(3)
@@ -134,7 +134,7 @@ def reranker_notes(reranker, load_error) -> None:
         st.warning(
             f"{md(load_error.reason)}. {md(load_error.advice)}. The evaluation will cover the first stages only."
         )
-    n_queries = len(dataset.queries) if dataset else len(LabelStore(folder).qrels())
+    n_queries = len(dataset.queries) if dataset else len(LabelStore(labels_folder).qrels())
     if reranker is not None and n_queries:
         guess = estimate_evaluation_seconds(n_queries, int(depth), reranker)
         if reranker.runs_on_local_cpu and guess > 60:
@@ -152,6 +152,7 @@ run, cancel = st.columns([1, 5])
 start = run.button("Run the evaluation", type="primary", disabled=not (dataset or source == LABELS))
 cancel.button("Cancel", help="Stops the running evaluation")
 if start:
+    workspace = resources.workspace(settings)  # waits (behind a status) if it is still loading
     st.session_state["evaluation_running"] = True
     bar = st.progress(0.0, text="Indexing the corpus…")
 
@@ -166,7 +167,6 @@ if start:
     else:
         error = "the rerank depth is 0" if depth == 0 else "reranking is off (reranker 'none' in the sidebar)"
     pipeline = Pipeline(FIRST_STAGES[stage_key], reranker.model_id if reranker else None, int(depth), instruction)
-    workspace = resources.workspace(settings)
     try:
         if source == LABELS:
             evaluation = run_label_evaluation(

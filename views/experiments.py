@@ -131,6 +131,7 @@ def run_form(source) -> None:
 
 
 def launch(source, pipelines, baseline, k) -> None:
+    workspace = resources.workspace(settings)  # waits (behind a status) if it is still loading
     rerankers = rerankers_for(pipelines)
     if rerankers is None:
         return
@@ -142,7 +143,6 @@ def launch(source, pipelines, baseline, k) -> None:
         left = (time.perf_counter() - started) / done * (total - done)
         bar.progress(done / total, text=f"Query {done}/{total} · about {format_seconds(left)} left")
 
-    workspace = resources.workspace(settings)  # waits (behind a status) if it is still loading
     try:
         experiment, _ = run_experiment_in(
             settings, workspace.encoder, source, pipelines, rerankers, baseline=baseline, k=k,
