@@ -155,7 +155,7 @@ async def cold_start(browser, script: Path, workspace: Path, button: str, also: 
             await page.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
             await page.get_by_text(text, exact=True).first.wait_for(state="visible", timeout=120_000)
             figures[f"{name.lower()}_drawn_s"] = time.perf_counter() - clicked
-        if OTHER_PAGES and also:
+        if also:
             await page.get_by_test_id("stSidebarNav").get_by_role("link", name="Home").click()
         if also:
             await page.get_by_text(also).first.wait_for(state="visible", timeout=120_000)
@@ -319,8 +319,9 @@ async def many_sessions(browser, workspace: Path, sessions: int, uploads: int, k
         "app_total_max_ms": max(totals) if totals else None,
         **{f"searches_{name}": count for name, count in outcomes.items()},
         "slowest_three": [
-            f"{seconds:.1f} s: viewer {n}'s search {i}, started {start:+.1f} s after the upload's click"
-            for seconds, n, i, start in sorted(slowest, reverse=True)[:3]
+            f"{seconds:.1f} s: viewer {n}'s search {i}, started "
+            + (f"{start:+.1f} s after the upload's click" if start is not None else "before the upload's click")
+            for seconds, n, i, start in sorted(slowest, key=lambda row: row[0], reverse=True)[:3]
         ],
     }
 

@@ -24,12 +24,13 @@ class Bm25sIndex:
         # Imported here: bm25s pulls in scipy (~0.5 s), and the pages import this module before they draw.
         import bm25s
 
+        self._tokenize = bm25s.tokenize
         self.chunks = chunks
         self._stemmer = Stemmer.Stemmer("english")
         self._index = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
         self._empty = True
         if chunks:
-            tokens = bm25s.tokenize(
+            tokens = self._tokenize(
                 [c.text for c in chunks], stopwords="en", stemmer=self._stemmer, show_progress=False
             )
             if tokens.vocab:  # bm25s cannot index a corpus without a single word (only stop words, say)
@@ -39,9 +40,7 @@ class Bm25sIndex:
     def search(self, query: str, k: int) -> list[Hit]:
         if k <= 0 or self._empty:
             return []
-        import bm25s
-
-        tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer, show_progress=False)
+        tokens = self._tokenize([query], stopwords="en", stemmer=self._stemmer, show_progress=False)
         if not tokens.ids[0]:  # only stop words or punctuation
             return []
         scores = self._index.get_scores(_query_tokens(tokens))
