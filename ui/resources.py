@@ -19,9 +19,7 @@ if TYPE_CHECKING:  # the heavy modules are imported where they are first needed 
     from core.rerank.base import Reranker
     from core.rerank.score_cache import ScoreCache
 
-# Whether the sidebar says the embedding path in this run, and whether app.py said it in the last full run.
 EMBEDDING_PATH_SHOWN = "embedding_path_shown"
-EMBEDDING_PATH_IN_APP = "embedding_path_in_app"
 
 # The settings a workspace is opened with (besides its folder); chunk sizes chosen on the Documents page
 # are per-ingest arguments, not part of this.
@@ -100,6 +98,9 @@ def when_open(settings: Settings, draw: Callable[[Workspace], None], waiting: st
         st.session_state[polled] = True
     else:  # a full run with the workspace open draws the whole page anyway
         st.session_state.pop(polled, None)
+        # Opened (or failed) before this part started: opened here, so the sidebar's embedding path is
+        # drawn by the page's run, not by the part below, whose own reruns may not write to the sidebar.
+        workspace(settings)
 
     @st.fragment(run_every=0.5 if loading else None)
     def section() -> None:
@@ -143,18 +144,9 @@ def show_embedding_path(settings: Settings) -> None:
     """On every full run, before the page (app.py): the sidebar says what embeds, if the workspace is open;
     else the page's first ``workspace()`` call says it once it has opened."""
     now = opened(settings)
-    st.session_state[EMBEDDING_PATH_SHOWN] = st.session_state[EMBEDDING_PATH_IN_APP] = now is not None
+    st.session_state[EMBEDDING_PATH_SHOWN] = now is not None
     if now is not None:
         _embedding_path(now)
-
-
-def page_fragment_starts() -> None:
-    """First thing in a page drawn as one fragment. A fragment's own rerun keeps what app.py drew in the
-    sidebar and redraws what the page drew there; Streamlit lets it write there only in a slot the
-    fragment wrote to in the last full run, so it reserves one on every run."""
-    with st.sidebar:
-        st.empty()
-    st.session_state[EMBEDDING_PATH_SHOWN] = st.session_state.get(EMBEDDING_PATH_IN_APP, False)
 
 
 def _embedding_path(workspace: Workspace) -> None:
