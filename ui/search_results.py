@@ -16,7 +16,7 @@ from core.evaluation.labels import LabelStore, ndcg_at_10
 from core.ingest.workspace import Workspace
 from core.retrieval.first_stage import Retriever
 from core.retrieval.results import SearchResult
-from core.retrieval.search import add_reranking, estimate_rerank_seconds, skip_reranking
+from core.retrieval.search import add_reranking, estimate_rerank_seconds, progress_slice, skip_reranking
 from ui import resources
 from ui.charts import latency_figure, rank_movement_figure
 from ui.display_names import MODE_LABELS
@@ -108,10 +108,21 @@ def _rerank(result: SearchResult, reranker, settings) -> None:
             st.session_state["confirmed"] = True
             st.rerun()
         return
+    # A long reranking is scored in slices with a progress bar: each update is also where a newer search
+    # (or any click) cuts this run short, instead of waiting for every pair of a query no longer wanted.
+    slice_size = progress_slice(n_pairs, estimate / (2 if compare else 1))
     with st.spinner(f"Reranking {n_pairs} candidates with {md(reranker.model_id)} (~{format_seconds(estimate)})…"):
+        bar = st.progress(0.0, text="Reranking…") if slice_size else None
+
+        def scored(done: int, total: int) -> None:
+            if bar is not None:
+                bar.progress(done / total, text=f"Reranked {done} of {total} pairs")
+
         with _told_when_waiting() as waited:
-            add_reranking(result, reranker, compare)
+            add_reranking(result, reranker, compare, scored, slice_size)
         _add_wait(result, waited)
+        if bar is not None:
+            bar.empty()
 
 
 @st.fragment

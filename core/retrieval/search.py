@@ -7,7 +7,9 @@ memory) leaves the first stage's results standing, with the reason in ``SearchRe
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -19,15 +21,59 @@ from core.retrieval.fusion import min_max
 from core.retrieval.pipeline import Pipeline
 from core.retrieval.results import RerankedChunk, RetrievedChunk, SearchResult
 
+# progress(pairs scored, pairs in all), told after each slice of a reranking scored in slices.
+RerankProgress = Callable[[int, int], None]
+# A reranking expected to take longer than this is scored in slices of about this long, each followed by
+# a progress report (which is also where the Search page can be interrupted by a newer search).
+PROGRESS_EVERY_S = 1.5
+# Fewer pairs per call would cost the batching more than the report is worth.
+MIN_SLICE = 8
 
-def score_candidates(pipeline: Pipeline, query: str, texts: list[str], reranker: Reranker) -> np.ndarray:
-    """The reranker's logit for each text against the query and the pipeline's instruction."""
-    return reranker.score(pipeline.reranker_query(query), texts)
+
+def progress_slice(n_pairs: int, seconds: float) -> int | None:
+    """Pairs per slice for a reranking of ``n_pairs`` expected to take ``seconds``; None: one call."""
+    if n_pairs <= MIN_SLICE or seconds <= PROGRESS_EVERY_S:
+        return None
+    return max(MIN_SLICE, math.ceil(n_pairs * PROGRESS_EVERY_S / seconds))
 
 
-def rerank(pipeline: Pipeline, query: str, candidates: list[RetrievedChunk], reranker: Reranker) -> list[RerankedChunk]:
+def score_candidates(
+    pipeline: Pipeline,
+    query: str,
+    texts: list[str],
+    reranker: Reranker,
+    progress: RerankProgress | None = None,
+    slice_size: int | None = None,
+) -> np.ndarray:
+    """The reranker's logit for each text against the query and the pipeline's instruction.
+
+    With ``slice_size``, the texts are scored that many at a time and ``progress`` is told after each
+    slice: the same logits, since a pair's score does not depend on the pairs beside it.
+    """
+    prompt = pipeline.reranker_query(query)
+    if not slice_size or slice_size >= len(texts):
+        logits = reranker.score(prompt, texts)
+        if progress:
+            progress(len(texts), len(texts))
+        return logits
+    parts = []
+    for start in range(0, len(texts), slice_size):
+        parts.append(np.asarray(reranker.score(prompt, texts[start : start + slice_size])))
+        if progress:
+            progress(min(start + slice_size, len(texts)), len(texts))
+    return np.concatenate(parts)
+
+
+def rerank(
+    pipeline: Pipeline,
+    query: str,
+    candidates: list[RetrievedChunk],
+    reranker: Reranker,
+    progress: RerankProgress | None = None,
+    slice_size: int | None = None,
+) -> list[RerankedChunk]:
     """Score each candidate's exact chunk text and sort by score; ties keep the first stage's order."""
-    logits = score_candidates(pipeline, query, [c.chunk.text for c in candidates], reranker)
+    logits = score_candidates(pipeline, query, [c.chunk.text for c in candidates], reranker, progress, slice_size)
     probabilities = reranker.probability(logits)
     first_scores = min_max({str(i): c.score for i, c in enumerate(candidates)})
     order = sorted(range(len(candidates)), key=lambda i: -float(logits[i]))  # a stable sort: ties keep order
@@ -45,11 +91,18 @@ def rerank(pipeline: Pipeline, query: str, candidates: list[RetrievedChunk], rer
     ]
 
 
-def add_reranking(result: SearchResult, reranker: Reranker, compare_without_instruction: bool = False) -> SearchResult:
+def add_reranking(
+    result: SearchResult,
+    reranker: Reranker,
+    compare_without_instruction: bool = False,
+    progress: RerankProgress | None = None,
+    slice_size: int | None = None,
+) -> SearchResult:
     """Rerank the first ``rerank_depth`` candidates in place; a failure keeps the first stage's results.
 
     With an instruction and ``compare_without_instruction``, the candidates are scored a second time
     without it, and each row records the rank it would have had: the instruction's effect, measured.
+    ``progress`` counts the pairs of both passes (see ``score_candidates``).
     """
     candidates = result.candidates[: result.rerank_depth]
     if not candidates:
@@ -63,11 +116,16 @@ def add_reranking(result: SearchResult, reranker: Reranker, compare_without_inst
         prompt = pipeline.reranker_query(result.query)
         result.reranker_truncated = reranker.count_over_window(prompt, [c.chunk.text for c in candidates])
         started = time.perf_counter()
-        reranked = rerank(pipeline, result.query, candidates, reranker)
+        twice = bool(pipeline.instruction and compare_without_instruction)
+        total = len(candidates) * (2 if twice else 1)
+        first = (lambda done, _: progress(done, total)) if progress else None
+        reranked = rerank(pipeline, result.query, candidates, reranker, first, slice_size)
         elapsed = (time.perf_counter() - started) * 1000
-        if pipeline.instruction and compare_without_instruction:
+        if twice:
             plain = replace(pipeline, instruction="")
-            without = {r.chunk.chunk_id: r.rank for r in rerank(plain, result.query, candidates, reranker)}
+            second = (lambda done, _: progress(len(candidates) + done, total)) if progress else None
+            again = rerank(plain, result.query, candidates, reranker, second, slice_size)
+            without = {r.chunk.chunk_id: r.rank for r in again}
             reranked = [replace(r, rank_without_instruction=without[r.chunk.chunk_id]) for r in reranked]
     except RerankError as exc:
         advice = f" {exc.advice}" if exc.advice and exc.advice not in str(exc) else ""

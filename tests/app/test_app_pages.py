@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
@@ -152,6 +153,34 @@ def test_search_page_shows_both_columns(app_env):
     # Results survive a rerun that is not a new search.
     at.run()
     assert "Dense (bi-encoder)" in _texts(at.subheader) and "P(relevant)" in " ".join(_texts(at.markdown))
+
+
+def test_a_long_reranking_is_scored_in_slices_behind_a_progress_bar_with_the_same_ranking(app_env, monkeypatch):
+    """A reranking expected to be long is scored a slice at a time, a progress bar updated after each
+    (where a newer search can cut the run short); the ranking is that of one call."""
+    import core.retrieval.search as search_module
+
+    _load_demo()
+    whole = _search(_page("views/search.py"), QUERY)
+    expected = whole.session_state["result"].reranked
+    assert len(expected) > search_module.MIN_SLICE
+    slices: list[int | None] = []
+    score = search_module.score_candidates
+
+    def recording(*args, **kwargs):
+        slices.append(args[5] if len(args) > 5 else kwargs.get("slice_size"))
+        return score(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "score_candidates", recording)
+    monkeypatch.setattr(search_module, "PROGRESS_EVERY_S", 0.0)  # every reranking counts as long
+    sliced = _search(_page("views/search.py"), "What is a mutex?")
+    sliced = _search(sliced, QUERY)
+    assert not sliced.exception
+    assert slices and all(size == search_module.MIN_SLICE for size in slices)
+    got = sliced.session_state["result"].reranked
+    assert [r.chunk.chunk_id for r in got] == [r.chunk.chunk_id for r in expected]
+    assert [r.logit for r in got] == pytest.approx([r.logit for r in expected], abs=1e-4)
+    assert not sliced.get("progress")  # the bar goes once the scores are in
 
 
 def test_search_page_without_loadable_reranker_keeps_bi_encoder_column(app_env, monkeypatch):

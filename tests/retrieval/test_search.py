@@ -16,7 +16,7 @@ from core.rerank.local import load_reranker
 from core.retrieval.first_stage import Retriever
 from core.retrieval.pipeline import Pipeline
 from core.retrieval.results import movement_label
-from core.retrieval.search import search
+from core.retrieval.search import MIN_SLICE, PROGRESS_EVERY_S, add_reranking, progress_slice, search
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,6 +139,39 @@ def test_cli_text_output_keeps_one_line_per_file_whatever_the_names(tmp_path):
     assert '"two\\nlines.txt"' in found
     deleted = _cli("delete", "back\\slash.txt", *fast, workspace=tmp_path / "ws")
     assert deleted.returncode == 0 and deleted.stdout.strip() == 'deleted "back\\\\slash.txt": 1 chunks'
+
+
+def test_a_reranking_scored_in_slices_gives_the_same_result_and_counts_its_pairs(workspace, tiny_zerank_path):
+    """The Search page scores a long reranking in slices to show progress (and to be cut short between
+    them): the rows, logits and ranks without the instruction are those of one call."""
+    import numpy as np
+
+    workspace.ingest_paths([DEMO_CORPUS])
+    reranker = load_reranker(str(tiny_zerank_path), device="cpu")
+    retriever = Retriever(workspace.encoder, workspace.store, workspace.lexical)
+    pipeline = Pipeline(reranker=reranker.model_id, rerank_depth=20, instruction="Prefer primary sources.")
+    query = "When does an IPO lock-up period end?"
+    whole = add_reranking(retriever.first_stage(query, pipeline, 30), reranker, compare_without_instruction=True)
+    told: list[tuple[int, int]] = []
+    sliced = add_reranking(
+        retriever.first_stage(query, pipeline, 30),
+        reranker,
+        compare_without_instruction=True,
+        progress=lambda done, total: told.append((done, total)),
+        slice_size=8,
+    )
+    assert [r.chunk.chunk_id for r in sliced.reranked] == [r.chunk.chunk_id for r in whole.reranked]
+    np.testing.assert_allclose([r.logit for r in sliced.reranked], [r.logit for r in whole.reranked], atol=1e-4)
+    assert [r.rank_without_instruction for r in sliced.reranked] == [r.rank_without_instruction for r in whole.reranked]
+    # Two passes of 20 pairs in slices of 8: told after each slice, counting both passes.
+    assert told == [(8, 40), (16, 40), (20, 40), (28, 40), (36, 40), (40, 40)]
+
+
+def test_a_reranking_is_sliced_only_when_it_is_long():
+    assert progress_slice(50, PROGRESS_EVERY_S) is None  # quick enough: one call
+    assert progress_slice(MIN_SLICE, 60.0) is None  # too few pairs to slice
+    assert progress_slice(50, 15.0) == MIN_SLICE  # never fewer pairs per call than MIN_SLICE
+    assert progress_slice(100, 10 * PROGRESS_EVERY_S) == max(MIN_SLICE, 10)  # ~one report per PROGRESS_EVERY_S
 
 
 def test_rerank_time_estimate():
