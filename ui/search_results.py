@@ -16,7 +16,7 @@ from core.evaluation.labels import LabelStore, ndcg_at_10
 from core.ingest.workspace import Workspace
 from core.retrieval.first_stage import Retriever
 from core.retrieval.results import SearchResult
-from core.retrieval.search import add_reranking, estimate_rerank_seconds, progress_slice, skip_reranking
+from core.retrieval.search import RerankMemo, add_reranking, estimate_rerank_seconds, progress_slice, skip_reranking
 from ui import resources
 from ui.charts import latency_figure, rank_movement_figure
 from ui.display_names import MODE_LABELS
@@ -26,6 +26,9 @@ from ui.results import dense_column, lexical_column, reranked_column
 from ui.safe import md
 from ui.search_state import View, forget_pending, write_url
 from ui.sidebar import reranker_enabled
+
+# (the reranker's identity, what it has scored for the search shown): see _memo.
+RERANK_MEMO = "rerank_memo"
 
 
 @contextmanager
@@ -59,6 +62,7 @@ def run_search(workspace: Workspace, view: View, signature: tuple) -> None:
         st.error(f"The search failed: {type(exc).__name__}: {md(exc)}", icon="⚠️")
         st.stop()
     st.session_state.update(result=result, result_settings=signature, confirmed=False, recorded=False)
+    st.session_state.pop(RERANK_MEMO, None)
     write_url(view)  # first: a run cut short between the two keeps the pending search, which names this view
     forget_pending()
 
@@ -91,6 +95,15 @@ def second_stage(result: SearchResult, settings) -> None:
         st.session_state["recorded"] = True
 
 
+def _memo(reranker) -> RerankMemo:
+    """This search's scores so far: a run cut short by a click that is not a new search (the sidebar, an
+    expander) goes on from there. A new search starts a new one (run_search)."""
+    kept = st.session_state.get(RERANK_MEMO)
+    if kept is None or kept[0] != reranker.identity:
+        kept = st.session_state[RERANK_MEMO] = (reranker.identity, RerankMemo())
+    return kept[1]
+
+
 def _rerank(result: SearchResult, reranker, settings) -> None:
     n_pairs, estimate = estimate_rerank_seconds(result, reranker)
     compare = bool(result.instruction) and st.session_state.get("search_compare", False)
@@ -119,7 +132,7 @@ def _rerank(result: SearchResult, reranker, settings) -> None:
                 bar.progress(done / total, text=f"Reranked {done} of {total} pairs")
 
         with _told_when_waiting() as waited:
-            add_reranking(result, reranker, compare, scored, slice_size)
+            add_reranking(result, reranker, compare, scored, slice_size, _memo(reranker))
         _add_wait(result, waited)
         if bar is not None:
             bar.empty()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,11 +30,21 @@ PROGRESS_EVERY_S = 1.5
 MIN_SLICE = 8
 
 
+@dataclass
+class RerankMemo:
+    """What a reranking has scored so far, per reranker prompt (an instruction comparison scores two):
+    each text's logit and the seconds spent. Kept by a caller whose run can be cut short (the Search
+    page), so that scoring the same candidates again sends only what is still missing."""
+
+    logits: dict[str, dict[str, float]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
 def progress_slice(n_pairs: int, seconds: float) -> int | None:
     """Pairs per slice for a reranking of ``n_pairs`` expected to take ``seconds``; None: one call."""
-    if n_pairs <= MIN_SLICE or seconds <= PROGRESS_EVERY_S:
-        return None
-    return max(MIN_SLICE, math.ceil(n_pairs * PROGRESS_EVERY_S / seconds))
+    slices = math.ceil(seconds / PROGRESS_EVERY_S)
+    size = max(MIN_SLICE, math.ceil(n_pairs / max(slices, 1)))
+    return None if slices <= 1 or size >= n_pairs else size
 
 
 def score_candidates(
@@ -44,24 +54,30 @@ def score_candidates(
     reranker: Reranker,
     progress: RerankProgress | None = None,
     slice_size: int | None = None,
+    memo: RerankMemo | None = None,
 ) -> np.ndarray:
     """The reranker's logit for each text against the query and the pipeline's instruction.
 
-    With ``slice_size``, the texts are scored that many at a time and ``progress`` is told after each
-    slice: the same logits, since a pair's score does not depend on the pairs beside it.
+    Each distinct text is scored once (equal texts, equal logits). With ``slice_size`` they are scored
+    that many at a time and ``progress`` is told after each slice: the same logits to float rounding,
+    since a pair's score does not depend on the pairs beside it. ``memo`` keeps what is scored, and
+    what it already holds is not scored again.
     """
     prompt = pipeline.reranker_query(query)
-    if not slice_size or slice_size >= len(texts):
-        logits = reranker.score(prompt, texts)
+    memo = memo if memo is not None else RerankMemo()
+    known = memo.logits.setdefault(prompt, {})
+    missing = [text for text in dict.fromkeys(texts) if text not in known]
+    size = slice_size or len(missing) or 1
+    for start in range(0, len(missing), size):
+        part = missing[start : start + size]
+        began = time.perf_counter()
+        known.update(zip(part, (float(x) for x in np.asarray(reranker.score(prompt, part)))))
+        memo.seconds[prompt] = memo.seconds.get(prompt, 0.0) + time.perf_counter() - began
         if progress:
-            progress(len(texts), len(texts))
-        return logits
-    parts = []
-    for start in range(0, len(texts), slice_size):
-        parts.append(np.asarray(reranker.score(prompt, texts[start : start + slice_size])))
-        if progress:
-            progress(min(start + slice_size, len(texts)), len(texts))
-    return np.concatenate(parts)
+            progress(sum(text in known for text in texts), len(texts))
+    if progress and not missing:
+        progress(len(texts), len(texts))
+    return np.array([known[text] for text in texts], dtype=np.float64)
 
 
 def rerank(
@@ -71,9 +87,11 @@ def rerank(
     reranker: Reranker,
     progress: RerankProgress | None = None,
     slice_size: int | None = None,
+    memo: RerankMemo | None = None,
 ) -> list[RerankedChunk]:
     """Score each candidate's exact chunk text and sort by score; ties keep the first stage's order."""
-    logits = score_candidates(pipeline, query, [c.chunk.text for c in candidates], reranker, progress, slice_size)
+    texts = [c.chunk.text for c in candidates]
+    logits = score_candidates(pipeline, query, texts, reranker, progress, slice_size, memo)
     probabilities = reranker.probability(logits)
     first_scores = min_max({str(i): c.score for i, c in enumerate(candidates)})
     order = sorted(range(len(candidates)), key=lambda i: -float(logits[i]))  # a stable sort: ties keep order
@@ -97,12 +115,14 @@ def add_reranking(
     compare_without_instruction: bool = False,
     progress: RerankProgress | None = None,
     slice_size: int | None = None,
+    memo: RerankMemo | None = None,
 ) -> SearchResult:
     """Rerank the first ``rerank_depth`` candidates in place; a failure keeps the first stage's results.
 
     With an instruction and ``compare_without_instruction``, the candidates are scored a second time
     without it, and each row records the rank it would have had: the instruction's effect, measured.
-    ``progress`` counts the pairs of both passes (see ``score_candidates``).
+    ``progress`` counts the pairs of both passes (see ``score_candidates``); the reranking time is
+    the scoring's, in this call and in earlier ones that filled ``memo``.
     """
     candidates = result.candidates[: result.rerank_depth]
     if not candidates:
@@ -115,16 +135,16 @@ def add_reranking(
     try:
         prompt = pipeline.reranker_query(result.query)
         result.reranker_truncated = reranker.count_over_window(prompt, [c.chunk.text for c in candidates])
-        started = time.perf_counter()
+        memo = memo if memo is not None else RerankMemo()
         twice = bool(pipeline.instruction and compare_without_instruction)
         total = len(candidates) * (2 if twice else 1)
         first = (lambda done, _: progress(done, total)) if progress else None
-        reranked = rerank(pipeline, result.query, candidates, reranker, first, slice_size)
-        elapsed = (time.perf_counter() - started) * 1000
+        reranked = rerank(pipeline, result.query, candidates, reranker, first, slice_size, memo)
+        elapsed = memo.seconds.get(prompt, 0.0) * 1000
         if twice:
             plain = replace(pipeline, instruction="")
             second = (lambda done, _: progress(len(candidates) + done, total)) if progress else None
-            again = rerank(plain, result.query, candidates, reranker, second, slice_size)
+            again = rerank(plain, result.query, candidates, reranker, second, slice_size, memo)
             without = {r.chunk.chunk_id: r.rank for r in again}
             reranked = [replace(r, rank_without_instruction=without[r.chunk.chunk_id]) for r in reranked]
     except RerankError as exc:

@@ -165,18 +165,25 @@ def test_a_long_reranking_is_scored_in_slices_behind_a_progress_bar_with_the_sam
     expected = whole.session_state["result"].reranked
     assert len(expected) > search_module.MIN_SLICE
     slices: list[int | None] = []
+    told: list[tuple[int, int]] = []
     score = search_module.score_candidates
 
-    def recording(*args, **kwargs):
-        slices.append(args[5] if len(args) > 5 else kwargs.get("slice_size"))
-        return score(*args, **kwargs)
+    def recording(pipeline, query, texts, reranker, progress=None, slice_size=None, memo=None):
+        slices.append(slice_size)
+
+        def progress_seen(done: int, total: int) -> None:
+            told.append((done, total))
+            progress(done, total)  # the page's: moves its progress bar
+
+        return score(pipeline, query, texts, reranker, progress_seen, slice_size, memo)
 
     monkeypatch.setattr(search_module, "score_candidates", recording)
-    monkeypatch.setattr(search_module, "PROGRESS_EVERY_S", 0.0)  # every reranking counts as long
+    monkeypatch.setattr(search_module, "PROGRESS_EVERY_S", 1e-9)  # every reranking counts as long
     sliced = _search(_page("views/search.py"), "What is a mutex?")
     sliced = _search(sliced, QUERY)
     assert not sliced.exception
     assert slices and all(size == search_module.MIN_SLICE for size in slices)
+    assert len(told) > 1 and told[-1][0] == told[-1][1]  # the bar moved after each slice, to the end
     got = sliced.session_state["result"].reranked
     assert [r.chunk.chunk_id for r in got] == [r.chunk.chunk_id for r in expected]
     assert [r.logit for r in got] == pytest.approx([r.logit for r in expected], abs=1e-4)

@@ -16,7 +16,7 @@ from core.rerank.local import load_reranker
 from core.retrieval.first_stage import Retriever
 from core.retrieval.pipeline import Pipeline
 from core.retrieval.results import movement_label
-from core.retrieval.search import MIN_SLICE, PROGRESS_EVERY_S, add_reranking, progress_slice, search
+from core.retrieval.search import MIN_SLICE, PROGRESS_EVERY_S, RerankMemo, add_reranking, progress_slice, search
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,11 +167,42 @@ def test_a_reranking_scored_in_slices_gives_the_same_result_and_counts_its_pairs
     assert told == [(8, 40), (16, 40), (20, 40), (28, 40), (36, 40), (40, 40)]
 
 
+def test_a_reranking_cut_short_goes_on_from_its_memo(workspace, tiny_zerank_path):
+    """The Search page's run can be stopped after any slice (Streamlit raises a BaseException there);
+    the next run with the same memo scores only what is missing, and ranks as one call does."""
+
+    class CutShort(BaseException):
+        pass
+
+    def stop_after_the_first_slice(done: int, total: int) -> None:
+        if done < total:
+            raise CutShort
+
+    workspace.ingest_paths([DEMO_CORPUS])
+    reranker = load_reranker(str(tiny_zerank_path), device="cpu")
+    retriever = Retriever(workspace.encoder, workspace.store, workspace.lexical)
+    pipeline = Pipeline(reranker=reranker.model_id, rerank_depth=20)
+    query = "When does an IPO lock-up period end?"
+    whole = add_reranking(retriever.first_stage(query, pipeline, 30), reranker)
+    memo = RerankMemo()
+    result = retriever.first_stage(query, pipeline, 30)
+    before = reranker.pair_counts()[0]
+    with pytest.raises(CutShort):
+        add_reranking(result, reranker, progress=stop_after_the_first_slice, slice_size=8, memo=memo)
+    assert reranker.pair_counts()[0] - before == 8 and not result.reranked
+    add_reranking(result, reranker, progress=lambda done, total: None, slice_size=8, memo=memo)
+    distinct = len({c.chunk.text for c in result.candidates[:20]})
+    assert reranker.pair_counts()[0] - before == distinct  # the first 8 were not scored again
+    assert [r.chunk.chunk_id for r in result.reranked] == [r.chunk.chunk_id for r in whole.reranked]
+    assert result.timings_ms["rerank"] > 0  # both runs' scoring time
+
+
 def test_a_reranking_is_sliced_only_when_it_is_long():
     assert progress_slice(50, PROGRESS_EVERY_S) is None  # quick enough: one call
     assert progress_slice(MIN_SLICE, 60.0) is None  # too few pairs to slice
     assert progress_slice(50, 15.0) == MIN_SLICE  # never fewer pairs per call than MIN_SLICE
-    assert progress_slice(100, 10 * PROGRESS_EVERY_S) == max(MIN_SLICE, 10)  # ~one report per PROGRESS_EVERY_S
+    assert progress_slice(100, 10 * PROGRESS_EVERY_S) == 10  # ~one report per PROGRESS_EVERY_S
+    assert progress_slice(40, 1.1 * PROGRESS_EVERY_S) == 20  # even slices, not 39 and 1
 
 
 def test_rerank_time_estimate():
