@@ -122,17 +122,17 @@ def _rerank(result: SearchResult, reranker, settings) -> None:
             st.rerun()
         return
     # A long reranking is scored in slices with a progress bar: each update is also where a newer search
-    # (or any click) cuts this run short, instead of waiting for every pair of a query no longer wanted.
+    # or a click outside the results' own controls cuts this run short, instead of waiting for every pair
+    # of a query no longer wanted (the next run goes on from the memo).
     slice_size = progress_slice(n_pairs, estimate / (2 if compare else 1))
     with st.spinner(f"Reranking {n_pairs} candidates with {md(reranker.model_id)} (~{format_seconds(estimate)})…"):
         bar = st.progress(0.0, text="Reranking…") if slice_size else None
 
         def scored(done: int, total: int) -> None:
-            if bar is not None:
-                bar.progress(done / total, text=f"Reranked {done} of {total} pairs")
+            bar.progress(done / total, text=f"Reranked {done} of {total} pairs")
 
         with _told_when_waiting() as waited:
-            add_reranking(result, reranker, compare, scored, slice_size, _memo(reranker))
+            add_reranking(result, reranker, compare, scored if bar else None, slice_size, _memo(reranker))
         _add_wait(result, waited)
         if bar is not None:
             bar.empty()

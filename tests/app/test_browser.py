@@ -171,6 +171,17 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
                "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 
 
+def _patient_page(playwright, width: int, height: int):
+    """Chromium and one page that wait up to 2 min (a loaded 2-core machine draws a first page slowly)."""
+    from playwright.sync_api import expect
+
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(120_000)
+    expect.set_options(timeout=120_000)
+    return browser, page
+
+
 @pytest.fixture
 def attacker():
     """A loopback HTTP server that records every request: the host hostile text tries to make browsers fetch."""
@@ -265,10 +276,7 @@ def test_home_renders_while_the_models_load_then_shows_the_index_in_chromium(ser
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
-        expect.set_options(timeout=120_000)
+        browser, page = _patient_page(playwright, 1400, 1000)
         page.goto(server)
         expect(page.get_by_role("button", name="Load the demo corpus")).to_be_enabled()
         expect(page.get_by_test_id("stMetric").filter(has_text="Indexed files")).to_be_visible()
@@ -381,10 +389,7 @@ def test_a_search_made_while_the_models_load_says_the_embedding_path_once_in_chr
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
-        expect.set_options(timeout=120_000)
+        browser, page = _patient_page(playwright, 1400, 1000)
         page.goto(f"{demo_server}/search")
         sidebar = page.get_by_test_id("stSidebar")
         expect(page.get_by_text("a search waits for it", exact=False)).to_be_visible()  # still loading
@@ -428,10 +433,7 @@ def test_experiments_page_runs_three_pipelines_and_opens_the_snapshot_by_url_in_
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 3200})
-        page.set_default_timeout(120_000)
-        expect.set_options(timeout=120_000)
+        browser, page = _patient_page(playwright, 1500, 3200)
         page.goto(f"{experiment_server}/experiments")
         expect(page.get_by_role("button", name="Run the experiment")).to_be_visible()
         k = page.get_by_label("Documents per query (k)")
