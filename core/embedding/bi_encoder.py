@@ -12,7 +12,7 @@ from core.concurrency.model_loads import MODEL_LOADS
 from core.concurrency.turns import BULK, INTERACTIVE, TurnLock
 from core.config import DEFAULT_BI_ENCODER, EMBED_BACKENDS
 from core.embedding.bundled_model import BundledModelError, verified_bundled_model
-from core.embedding.openvino_encoder import INT8_GROUP_SIZE, OpenVinoEncoder, openvino_available
+from core.embedding.openvino_encoder import BULK_BATCH, INT8_GROUP_SIZE, OpenVinoEncoder, openvino_available
 from core.errors import ExplorerError
 
 # A bulk batch of 4 on OpenVINO takes ~45 ms on 2 cores at 5-10% less throughput than 16 (~160 ms): what
@@ -20,6 +20,8 @@ from core.errors import ExplorerError
 # (people read between them).
 BATCH_WHILE_SEARCHING = 4
 SEARCHES_RECENT_S = 30.0
+# Texts tokenized per turn on OpenVINO (~70 ms for 256 MEDLINE abstracts on 2 cores).
+TOKENIZE_TURN = 256
 
 # progress(done, total, items_per_second)
 Progress = Callable[[int, int, float], None]
@@ -130,7 +132,7 @@ class BiEncoder:
         # Measured on 2 cores: torch bf16 is fastest at 32 per batch (64: 10-20% slower), OpenVINO at 16
         # (3-5% over 32). Passed explicitly, a batch size holds even while people search: vectors in bf16
         # move by ~1e-3 with the batch, and an evaluation must not depend on other sessions.
-        self.batch_size = 16 if self._openvino is not None else 32
+        self.batch_size = BULK_BATCH if self._openvino is not None else 32
 
     def _describe(self, bf16_cpu: bool, int8: bool) -> str:
         """Set ``backend`` and ``path`` (the runtime, as the UI shows it); returns the precision the cache keys on."""
@@ -149,6 +151,12 @@ class BiEncoder:
             self.backend, engine, precision = "openvino", "OpenVINO ", f"openvino-{self.dtype}"
         self.path = f"{self.device} · {engine}{self.dtype}{native}"
         return precision
+
+    def compile_bulk_shapes(self) -> None:
+        """Compile OpenVINO's static-shape models for full bulk batches now rather than as first needed
+        (a benchmark's warm-up); nothing to do on torch."""
+        if self._openvino is not None:
+            self._openvino.compile_bulk_shapes()
 
     @property
     def tokenizer(self):
@@ -174,7 +182,8 @@ class BiEncoder:
         # While people search, bulk batches shrink: a search waits for one short batch at most.
         default = batch_size or self.batch_size
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        items = self._batch_items(texts, priority)
+        order = sorted(range(len(texts)), key=lambda i: len(items[i]))
         started = time.perf_counter()
         done = 0
         while done < len(texts):
@@ -184,7 +193,7 @@ class BiEncoder:
             positions = order[done : done + size]
             with self._turns.turn(priority):
                 if self._openvino is not None:
-                    batch = self._openvino.encode([texts[i] for i in positions])
+                    batch = self._openvino.encode_ids([items[i] for i in positions])
                 else:
                     batch = self.model.encode(
                         [texts[i] for i in positions],
@@ -201,6 +210,18 @@ class BiEncoder:
             if progress:
                 progress(done, len(texts), done / max(time.perf_counter() - started, 1e-9))
         return vectors
+
+    def _batch_items(self, texts: list[str], priority: int) -> list:
+        """What each text enters a batch as, its length what batches are sorted by: on OpenVINO its token
+        ids (tokenized once, in turns of ``TOKENIZE_TURN`` texts so a search waits for one of them at
+        most; sorted by tokens, a batch pads less than by characters), else the text itself."""
+        if self._openvino is None:
+            return texts
+        ids: list[list[int]] = []
+        for start in range(0, len(texts), TOKENIZE_TURN):
+            with self._turns.turn(priority):
+                ids.extend(self._openvino.token_ids(texts[start : start + TOKENIZE_TURN]))
+        return ids
 
     def encode_queries(self, queries: list[str]) -> np.ndarray:
         """Many queries at once (an evaluation, an experiment) at the fixed batch size: the same queries get
