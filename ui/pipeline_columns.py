@@ -13,7 +13,7 @@ from core.rerank.score_cache import CachedReranker
 from core.retrieval.first_stage import Retriever
 from core.retrieval.pipeline import Pipeline
 from core.retrieval.pipeline_spec import PipelineStore, spec_of
-from core.retrieval.search import add_reranking, estimate_rerank_seconds, search, skip_reranking
+from core.retrieval.search import add_reranking, estimate_rerank_seconds, progress_slice, search, skip_reranking
 from ui import resources
 from ui.format import format_seconds
 from ui.results import first_stage_column, reranked_column
@@ -72,7 +72,7 @@ def _column(settings, retriever, name, pipeline, query, k, show, index) -> None:
             st.button(f"Rerank {pairs} candidates (~{format_seconds(seconds)})", key=key)
             skip_reranking(result, f"Waiting: reranking here would take about {format_seconds(seconds)}.")
         else:
-            add_reranking(result, reranker)
+            _rerank_with_progress(result, reranker, pairs, seconds)
     if pipeline.reranks:
         # No label buttons: the main columns hold them, once per document.
         reranked_column(result, show, column=f"pipeline{index}")
@@ -82,6 +82,20 @@ def _column(settings, retriever, name, pipeline, query, k, show, index) -> None:
     score = {"dense": "cosine", "bm25": "BM25", "hybrid": "fused score"}[mode]
     title = {"dense": "Dense (bi-encoder)", "bm25": "BM25", "hybrid": "Hybrid"}[mode]
     first_stage_column(title, pipeline.first_stage.label, items, score, result, show, None, f"pipeline{index}")
+
+
+def _rerank_with_progress(result, reranker, pairs: int, seconds: float) -> None:
+    # As in the page's own column: a long reranking goes in slices behind a bar, each update a point where
+    # a newer search cuts this run short; the score cache keeps the slices already scored for the next.
+    slice_size = progress_slice(pairs, seconds)
+    bar = st.progress(0.0, text="Reranking…") if slice_size else None
+
+    def scored(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Reranked {done} of {total} pairs")
+
+    add_reranking(result, reranker, progress=scored if bar else None, slice_size=slice_size)
+    if bar is not None:
+        bar.empty()
 
 
 def _reranker(settings: Settings, pipeline: Pipeline):

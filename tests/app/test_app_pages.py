@@ -611,6 +611,46 @@ def test_saved_pipelines_show_as_columns_beside_the_results_and_stay_in_the_url(
     assert subheaders.count("Reranked by reranker") == 2  # the page's own reranked column and the pipeline's
 
 
+def test_a_saved_pipelines_long_reranking_is_scored_in_slices_with_the_same_ranking(
+    app_env, monkeypatch, tiny_zerank_path
+):
+    """A saved pipeline's column scores a long reranking a slice at a time behind a bar, like the page's
+    own column, and ranks as one call does."""
+    import core.retrieval.search as search_module
+    from core.retrieval.pipeline_spec import PipelineStore, parse_spec
+
+    _load_demo()
+    saved = parse_spec(f"dense+{tiny_zerank_path}@20")
+    PipelineStore(app_env / "workspace").save("dense reranked", saved)
+    whole = _page("views/search.py", q=QUERY, col=["dense reranked"])
+    assert not whole.exception
+    slices: list[int | None] = []
+    told: list[tuple[int, int]] = []
+    score = search_module.score_candidates
+
+    def recording(pipeline, query, texts, reranker, progress=None, slice_size=None, memo=None):
+        if pipeline != saved:
+            return score(pipeline, query, texts, reranker, progress, slice_size, memo)  # the page's own column
+        slices.append(slice_size)
+
+        def progress_seen(done: int, total: int) -> None:
+            told.append((done, total))
+            progress(done, total)
+
+        return score(pipeline, query, texts, reranker, progress_seen if progress else None, slice_size, memo)
+
+    monkeypatch.setattr(search_module, "score_candidates", recording)
+    monkeypatch.setattr(search_module, "PROGRESS_EVERY_S", 1e-9)  # every reranking counts as long
+    sliced = _page("views/search.py", q=QUERY, col=["dense reranked"])
+    assert not sliced.exception
+    assert slices and all(size == search_module.MIN_SLICE for size in slices)
+    assert len(told) > 1 and told[-1] == (20, 20)  # the column's 20 candidates, the bar moved to the end
+    columns = [block for block in sliced.markdown if "dense reranked" not in block.value]
+    expected = [block.value for block in whole.markdown if "dense reranked" not in block.value]
+    assert [block.value for block in columns] == expected  # every card and score as from one call
+    assert not sliced.get("progress")
+
+
 def test_labels_import_from_and_export_to_quepid_ratings(app_env):
     from core.evaluation.labels import LabelStore, query_id
     from core.experiments.interop import read_quepid_ratings, write_quepid_ratings
