@@ -2,38 +2,41 @@
 
 It takes the same token ids as sentence-transformers and returns the pooled vector; the caller
 normalises. Models whose pooling is not mean or CLS, or that fail to convert, stay on torch. A full
-bulk batch is padded to one of a few lengths and, once a model compiled for that exact shape is ready
-(compiled in the background the first time the shape is seen), runs on it: OpenVINO's CPU plugin runs
-a static shape faster than its dynamic-shape model, with the same vectors. With
-``int8_weights`` the linear layers run on int8 weights with activations quantised on the fly in groups
-of ``INT8_GROUP_SIZE`` channels: faster, but it moves rankings a little, so it is a choice, never the
-default. Figures: docs/performance.md.
+bulk batch of a small model is padded to one of a few lengths and runs on a model compiled for that
+exact shape (compiled the first time the length is needed): OpenVINO's CPU plugin runs a static shape
+faster than its dynamic-shape model. With ``int8_weights`` the linear layers run on int8 weights with
+activations quantised on the fly in groups of ``INT8_GROUP_SIZE`` channels: faster, but it moves
+rankings a little, so it is a choice, never the default. Figures: docs/performance.md.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_POOLING = ("mean", "cls")
 # Channels per dynamically quantised activation group: 32 measured no faster than bf16, 128 fell below
 # a mean cosine of 0.999.
 INT8_GROUP_SIZE = 64
-# The bulk batch (BiEncoder.batch_size on OpenVINO) and how many padded lengths it gets a static-shape
-# model for: each costs a compile (~0.2 s) and its own packed weights (~50 MB for MiniLM), so a few,
-# at least 64 tokens apart (finer steps measured no faster).
+# The bulk batch (BiEncoder.batch_size on OpenVINO) and the padded lengths it gets a static-shape model
+# for. Each costs a compile (~0.2 s) and its own packed weights and buffers (35-50 MB for MiniLM), so a
+# few, 64 tokens apart (32 apart measured no faster), and only for models whose four copies fit the
+# budget; a longer batch runs on the dynamic-shape model at its own length.
 BULK_BATCH = 16
-BULK_LENGTHS = 4
-MIN_LENGTH_STEP = 64
+BULK_LENGTHS = (64, 128, 192, 256)
+STATIC_SHAPES_MAX_PARAMS = 64_000_000
+MIN_STATIC_LONGEST = 32
+EXAMPLE_TEXTS = ["an example sentence", "another, somewhat longer example sentence"]
 
 
 def bulk_lengths(max_length: int) -> list[int]:
-    """The padded lengths a full bulk batch is cut to: ``BULK_LENGTHS`` steps up to the model's window."""
-    step = max(MIN_LENGTH_STEP, -(-max_length // BULK_LENGTHS))
-    return sorted({min(step * k, max_length) for k in range(1, -(-max_length // step) + 1)})
+    """The padded lengths a full bulk batch is cut to, none past the model's window."""
+    return sorted({min(length, max_length) for length in BULK_LENGTHS})
 
 
 def openvino_available() -> bool:
@@ -61,33 +64,18 @@ class OpenVinoEncoder:
     def __init__(self, model, precision: str = "bf16", int8_weights: bool = False):
         """``precision``: the CPU plugin's inference precision (bf16 or f32) for what is not int8."""
         import openvino as ov
-        import torch
 
         mode = pooling_mode(model)
         if mode is None:
             raise ValueError("only Transformer + mean or CLS pooling models convert to OpenVINO here")
         self.tokenizer = model.tokenizer
         self.max_length = int(model.max_seq_length)
-        transformer = model[0].auto_model.float().eval()
-
-        class Pooled(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.transformer = transformer
-
-            def forward(self, input_ids, attention_mask, token_type_ids=None):
-                hidden = self.transformer(
-                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-                ).last_hidden_state
-                if mode == "cls":
-                    return hidden[:, 0]
-                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-                return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-
-        example = self._tokenize(["an example sentence", "another, somewhat longer example sentence"], "pt")
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracing warns about Python branches on shapes; the graph is dynamic
-            converted = ov.convert_model(Pooled(), example_input=dict(example))
+        self.dim = int(model.get_embedding_dimension())
+        example = self.tokenizer(EXAMPLE_TEXTS, padding=True, return_tensors="pt")
+        if "token_type_ids" in example and bool(example["token_type_ids"].any()):
+            # Batches are built here with all-zero token types, which is what BERT-style tokenizers give one text.
+            raise ValueError("this tokenizer gives a single text non-zero token type ids")
+        converted = _convert(model[0].auto_model, mode, example)
         self.inputs = [port.get_any_name() for port in converted.inputs]
         # LATENCY: one request uses every core, which is how the app embeds (one batch at a time).
         config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
@@ -96,18 +84,15 @@ class OpenVinoEncoder:
             config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(INT8_GROUP_SIZE)
         self._core, self._converted, self._config = ov.Core(), converted, config
         self._compiled = self._core.compile_model(converted, "CPU", config)
-        self.bulk_lengths = bulk_lengths(self.max_length)
+        small = sum(p.numel() for p in model.parameters()) <= STATIC_SHAPES_MAX_PARAMS
+        self.bulk_lengths = bulk_lengths(self.max_length) if small else []
         self._pad_id = self.tokenizer.pad_token_id or 0
         self._pad_left = self.tokenizer.padding_side == "left"
-        # Padded length -> a model compiled for (BULK_BATCH, length); one worker compiles them in turn.
-        self._static: dict[int, Future] = {}
+        # Padded length -> the model compiled for (BULK_BATCH, length), or None where that compile failed.
+        self._static: dict[int, object] = {}
         self._static_lock = threading.Lock()
-        self._compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openvino-static-shapes")
         # Batches run on a static-shape model so far: the tests read it.
         self.batches_on_static = 0
-
-    def _tokenize(self, texts: list[str], tensors: str):
-        return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors=tensors)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Each text's token ids, cut at the model's window: what ``encode_ids`` takes."""
@@ -120,14 +105,20 @@ class OpenVinoEncoder:
         return self.encode_ids(self.token_ids(texts))
 
     def encode_ids(self, ids: list[list[int]]) -> np.ndarray:
+        if not ids:
+            return np.zeros((0, self.dim), dtype=np.float32)
         longest = max(len(row) for row in ids)
         length, compiled = longest, self._compiled
-        if len(ids) == BULK_BATCH:
-            # Padded the same whichever model runs it, so a batch's vectors do not depend on the timing.
-            length = next(n for n in self.bulk_lengths if n >= longest)
-            static = self._static_model(length)
-            if static.done() and static.exception() is None:
-                compiled = static.result()
+        # Short batches (queries, titles) keep their own length: padded to the first step they would do
+        # several times the work that a static shape saves.
+        fits = longest > MIN_STATIC_LONGEST
+        bucket = next((n for n in self.bulk_lengths if n >= longest), None) if fits else None
+        if len(ids) == BULK_BATCH and bucket is not None:
+            # Waited for (once per length) rather than run meanwhile on the dynamic model: a batch's
+            # vectors must not depend on how far a compile had got.
+            static = self._static_model(bucket)
+            if static is not None:
+                length, compiled = bucket, static
                 self.batches_on_static += 1
         outputs = compiled(self._feed(ids, length))
         return np.asarray(outputs[0], dtype=np.float32)
@@ -139,30 +130,60 @@ class OpenVinoEncoder:
             columns = slice(length - len(seq), length) if self._pad_left else slice(0, len(seq))
             input_ids[row, columns] = seq
             mask[row, columns] = 1
-        # One text per sequence: the tokenizer's token type ids are all 0.
         arrays = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         return {name: arrays[name] for name in self.inputs}
 
     def compile_bulk_shapes(self) -> None:
-        """Compile every bulk shape now (a benchmark's warm-up); the app lets them compile as first seen."""
+        """Compile every bulk shape now (a benchmark's warm-up) rather than when first needed."""
         for length in self.bulk_lengths:
-            self._static_model(length).exception()  # waits; a shape that failed stays on the dynamic model
+            self._static_model(length)
 
     @property
     def static_lengths(self) -> list[int]:
-        """The padded lengths whose static-shape model is ready."""
-        return sorted(n for n, f in self._static.items() if f.done() and f.exception() is None)
+        """The padded lengths whose static-shape model is compiled."""
+        with self._static_lock:
+            return sorted(n for n, compiled in self._static.items() if compiled is not None)
 
-    def _static_model(self, length: int) -> Future:
+    def _static_model(self, length: int):
         with self._static_lock:
             if length not in self._static:
-                self._static[length] = self._compiler.submit(self._compile_static, length)
+                self._static[length] = self._compile_static(length)
             return self._static[length]
 
     def _compile_static(self, length: int):
-        model = self._converted.clone()
-        model.reshape({name: [BULK_BATCH, length] for name in self.inputs})
-        return self._core.compile_model(model, "CPU", self._config)
+        try:
+            model = self._converted.clone()
+            model.reshape({name: [BULK_BATCH, length] for name in self.inputs})
+            return self._core.compile_model(model, "CPU", self._config)
+        except Exception as exc:  # a graph that will not take a fixed shape: its batches stay dynamic
+            log.warning("OpenVINO could not compile the bulk shape %s x %s: %s", BULK_BATCH, length, exc)
+            return None
+
+
+def _convert(transformer, mode: str, example):
+    """The transformer and its pooling as one OpenVINO model, traced on ``example`` (dynamic shapes)."""
+    import openvino as ov
+    import torch
+
+    transformer = transformer.float().eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            hidden = self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            if mode == "cls":
+                return hidden[:, 0]
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracing warns about Python branches on shapes; the graph is dynamic
+        return ov.convert_model(Pooled(), example_input=dict(example))
 
 
 def _compress_weights_to_int8(converted):

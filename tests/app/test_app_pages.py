@@ -624,6 +624,11 @@ def test_a_saved_pipelines_long_reranking_is_scored_in_slices_with_the_same_rank
     PipelineStore(app_env / "workspace").save("dense reranked", saved)
     whole = _page("views/search.py", q=QUERY, col=["dense reranked"])
     assert not whole.exception
+    # Scored afresh below, not read back from the score cache the first run filled.
+    from ui import resources
+
+    resources.score_cache.clear()
+    (app_env / "workspace" / "rerank-scores.sqlite").unlink()
     slices: list[int | None] = []
     told: list[tuple[int, int]] = []
     score = search_module.score_candidates
@@ -649,6 +654,7 @@ def test_a_saved_pipelines_long_reranking_is_scored_in_slices_with_the_same_rank
     expected = [block.value for block in whole.markdown if "dense reranked" not in block.value]
     assert [block.value for block in columns] == expected  # every card and score as from one call
     assert not sliced.get("progress")
+    assert (app_env / "workspace" / "rerank-scores.sqlite").exists()  # the sliced scores went in afresh
 
 
 def test_labels_import_from_and_export_to_quepid_ratings(app_env):
