@@ -88,7 +88,13 @@ def fill_form(view: View) -> None:
 
 def form_defaults() -> None:
     for key, value in FORM_DEFAULTS.items():
-        st.session_state.setdefault(key, value)
+        if key == "search_query":
+            st.session_state.setdefault(key, value)  # re-set, it would overwrite text typed and not yet sent
+        else:
+            # Re-set on every run: a value set by code is sent with the widget each time, so a form the
+            # browser draws afresh (the page's layout changed above it) shows and submits it, not the
+            # widget's own default (a number input's minimum: k 1, 0 to the reranker).
+            st.session_state[key] = st.session_state.get(key, value)
 
 
 def form_view(reranker: str | None) -> View:
