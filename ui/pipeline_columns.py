@@ -16,6 +16,7 @@ from core.retrieval.pipeline_spec import PipelineStore, spec_of
 from core.retrieval.search import add_reranking, estimate_rerank_seconds, progress_slice, search, skip_reranking
 from ui import resources
 from ui.format import format_seconds
+from ui.rerank_progress import rerank_progress
 from ui.results import first_stage_column, reranked_column
 from ui.safe import md
 
@@ -88,14 +89,8 @@ def _rerank_with_progress(result, reranker, pairs: int, seconds: float) -> None:
     # As in the page's own column: a long reranking goes in slices behind a bar, each update a point where
     # a newer search cuts this run short; the score cache keeps the slices already scored for the next.
     slice_size = progress_slice(pairs, seconds)
-    bar = st.progress(0.0, text="Reranking…") if slice_size else None
-
-    def scored(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"Reranked {done} of {total} pairs")
-
-    add_reranking(result, reranker, progress=scored if bar else None, slice_size=slice_size)
-    if bar is not None:
-        bar.empty()
+    with rerank_progress(slice_size) as scored:
+        add_reranking(result, reranker, progress=scored, slice_size=slice_size)
 
 
 def _reranker(settings: Settings, pipeline: Pipeline):

@@ -22,6 +22,7 @@ from ui.charts import latency_figure, rank_movement_figure
 from ui.display_names import MODE_LABELS
 from ui.format import format_params, format_seconds
 from ui.pipeline_columns import pipeline_columns
+from ui.rerank_progress import rerank_progress
 from ui.results import dense_column, lexical_column, reranked_column
 from ui.safe import md
 from ui.search_state import View, forget_pending, write_url
@@ -126,16 +127,9 @@ def _rerank(result: SearchResult, reranker, settings) -> None:
     # of a query no longer wanted (the next run goes on from the memo).
     slice_size = progress_slice(n_pairs, estimate / (2 if compare else 1))
     with st.spinner(f"Reranking {n_pairs} candidates with {md(reranker.model_id)} (~{format_seconds(estimate)})…"):
-        bar = st.progress(0.0, text="Reranking…") if slice_size else None
-
-        def scored(done: int, total: int) -> None:
-            bar.progress(done / total, text=f"Reranked {done} of {total} pairs")
-
-        with _told_when_waiting() as waited:
-            add_reranking(result, reranker, compare, scored if bar else None, slice_size, _memo(reranker))
+        with rerank_progress(slice_size) as scored, _told_when_waiting() as waited:
+            add_reranking(result, reranker, compare, scored, slice_size, _memo(reranker))
         _add_wait(result, waited)
-        if bar is not None:
-            bar.empty()
 
 
 @st.fragment

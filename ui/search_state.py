@@ -89,7 +89,7 @@ def fill_form(view: View) -> None:
 def form_defaults() -> None:
     for key, value in FORM_DEFAULTS.items():
         if key == "search_query":
-            st.session_state.setdefault(key, value)  # re-set, it would overwrite text typed and not yet sent
+            st.session_state.setdefault(key, value)  # not re-set: that would overwrite text typed, not yet sent
         else:
             # Re-set on every run: a value set by code is sent with the widget each time, so a form the
             # browser draws afresh (the page's layout changed above it) shows and submits it, not the

@@ -187,7 +187,9 @@ class BiEncoder:
         started = time.perf_counter()
         done = 0
         for window_start in range(0, len(texts), SORT_WINDOW):
-            window = self._sorted_window(texts, order[window_start : window_start + SORT_WINDOW], default, priority)
+            window, tokenized = self._sorted_window(
+                texts, order[window_start : window_start + SORT_WINDOW], default, priority
+            )
             start = 0
             while start < len(window):
                 size = default
@@ -195,7 +197,8 @@ class BiEncoder:
                 if batch_size is None and priority == BULK and self._turns.interactive_within(SEARCHES_RECENT_S):
                     size = min(default, BATCH_WHILE_SEARCHING)
                 positions = [i for i, _ in window[start : start + size]]
-                batch = self._embed_batch([item for _, item in window[start : start + size]], size, priority)
+                items = [item for _, item in window[start : start + size]]
+                batch = self._embed_batch(items, tokenized, size, priority)
                 # Normalised in float32: a bf16 model's own normalisation leaves norms off 1 by ~1e-3.
                 vectors[positions] = batch / np.maximum(np.linalg.norm(batch, axis=1, keepdims=True), 1e-12)
                 self.texts_encoded += len(positions)
@@ -207,28 +210,29 @@ class BiEncoder:
                     progress(done, len(texts), done / max(time.perf_counter() - started, 1e-9))
         return vectors
 
-    def _sorted_window(self, texts: list[str], window: list[int], batch: int, priority: int) -> list[tuple]:
-        """(position, what its batch takes) for a window of texts sorted by characters. On OpenVINO, a
+    def _sorted_window(
+        self, texts: list[str], window: list[int], batch: int, priority: int
+    ) -> tuple[list[tuple], bool]:
+        """(position, what its batch takes) for a window of texts sorted by characters, and whether that is
+        token ids rather than texts. On OpenVINO, a
         window of more than one batch is tokenized here (in turns of ``TOKENIZE_TURN`` texts, so a search
         waits for one of them at most) and sorted by tokens, so a batch pads less; a smaller one keeps
         its texts, tokenized in the same turn as the model runs on them."""
         if self._openvino is None or len(window) <= batch:
-            return [(i, texts[i]) for i in window]
+            return [(i, texts[i]) for i in window], False
         ids: list[list[int]] = []
         for start in range(0, len(window), TOKENIZE_TURN):
             with self._turns.turn(priority):
                 ids.extend(self._openvino.token_ids([texts[i] for i in window[start : start + TOKENIZE_TURN]]))
-        return sorted(zip(window, ids), key=lambda pair: len(pair[1]))
+        return sorted(zip(window, ids), key=lambda pair: len(pair[1])), True
 
-    def _embed_batch(self, items: list, size: int, priority: int) -> np.ndarray:
-        """Pooled vectors of one batch: texts, or token ids from ``_sorted_window`` on OpenVINO."""
+    def _embed_batch(self, items: list, tokenized: bool, size: int, priority: int) -> np.ndarray:
+        """Pooled vectors of one batch: texts, or (``tokenized``) token ids from ``_sorted_window``."""
         with self._turns.turn(priority):
             if self._openvino is None:
                 vectors = self.model.encode(items, batch_size=size, convert_to_numpy=True, show_progress_bar=False)
                 return vectors.astype(np.float32)
-            if isinstance(items[0], str):
-                return self._openvino.encode(items)
-            return self._openvino.encode_ids(items)
+            return self._openvino.encode_ids(items) if tokenized else self._openvino.encode(items)
 
     def encode_queries(self, queries: list[str]) -> np.ndarray:
         """Many queries at once (an evaluation, an experiment) at the fixed batch size: the same queries get
