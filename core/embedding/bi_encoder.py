@@ -151,6 +151,9 @@ class BiEncoder:
             native = f" elsewhere{native}"
         else:
             self.backend, engine, precision = "openvino", "OpenVINO ", f"openvino-{self.dtype}"
+            if self._openvino.graph_dtype == "bfloat16":
+                # Traced in bf16 (residuals and layer norms too), unlike the graph earlier versions cached.
+                precision = "openvino-bf16-graph"
         self.path = f"{self.device} · {engine}{self.dtype}{native}"
         return precision
 

@@ -24,13 +24,15 @@ SUPPORTED_POOLING = ("mean", "cls")
 # a mean cosine of 0.999.
 INT8_GROUP_SIZE = 64
 # The bulk batch (BiEncoder.batch_size on OpenVINO) and the padded lengths it gets a static-shape model
-# for. Each costs a compile (~0.2 s) and its own packed weights and buffers (35-50 MB for MiniLM), so a
-# few, 64 tokens apart (32 apart measured no faster), and only for models whose four copies fit the
-# budget; a longer batch runs on the dynamic-shape model at its own length.
+# for. Each costs a compile (~0.2 s, the first time it is needed) and its own packed weights and buffers
+# (~45 MB for MiniLM): 32 tokens apart ran 5-6% faster than 64 apart (16 apart no faster than 32, at
+# twice the memory), and only models whose seven copies fit ~0.6 GB get them; a longer batch runs on
+# the dynamic-shape model at its own length.
 BULK_BATCH = 16
-BULK_LENGTHS = (64, 128, 192, 256)
-STATIC_SHAPES_MAX_PARAMS = 64_000_000
+BULK_LENGTHS = (64, 96, 128, 160, 192, 224, 256)
+STATIC_SHAPES_MAX_PARAMS = 40_000_000
 MIN_STATIC_LONGEST = 32
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EXAMPLE_TEXTS = ["an example sentence", "another, somewhat longer example sentence"]
 
 
@@ -75,8 +77,13 @@ class OpenVinoEncoder:
         if "token_type_ids" in example and bool(example["token_type_ids"].any()):
             # Batches are built here with all-zero token types, which is what BERT-style tokenizers give one text.
             raise ValueError("this tokenizer gives a single text non-zero token type ids")
-        converted = _convert(model[0].auto_model, mode, example)
-        self.inputs = [port.get_any_name() for port in converted.inputs]
+        # int8 weight compression works on the fp32 graph; bf16 runs a graph traced in bf16. Its vectors
+        # differ from the fp32 graph's at bf16 precision: the embedding cache keys on ``graph_dtype``.
+        bf16_graph = precision == "bf16" and not int8_weights
+        self.graph_dtype = "bfloat16" if bf16_graph else "float32"
+        converted = _convert(model[0].auto_model, mode, example, bf16_graph)
+        # A port can carry a tracer's name beside the argument's: the argument's is the one fed by.
+        self.inputs = [next(n for n in MODEL_INPUTS if n in port.get_names()) for port in converted.inputs]
         # LATENCY: one request uses every core, which is how the app embeds (one batch at a time).
         config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if int8_weights:
@@ -160,12 +167,9 @@ class OpenVinoEncoder:
             return None
 
 
-def _convert(transformer, mode: str, example):
-    """The transformer and its pooling as one OpenVINO model, traced on ``example`` (dynamic shapes)."""
-    import openvino as ov
+def _pooled_module(transformer, mode: str, additive_mask: bool):
+    """The torch module that is traced: the transformer, then mean or CLS pooling in fp32."""
     import torch
-
-    transformer = transformer.float().eval()
 
     class Pooled(torch.nn.Module):
         def __init__(self):
@@ -173,17 +177,65 @@ def _convert(transformer, mode: str, example):
             self.transformer = transformer
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
+            mask_in = attention_mask
+            if additive_mask:
+                # One bias row per text, broadcast over the queries: OpenVINO's fused attention adds it
+                # where the (L, L) boolean mask the model would build costs a select per score (~10% of
+                # the attention). A finite minimum, not -inf, so no row can turn into NaNs.
+                dtype = next(self.transformer.parameters()).dtype
+                keep = attention_mask[:, None, None, :].to(dtype)
+                mask_in = (1.0 - keep) * torch.finfo(dtype).min
             hidden = self.transformer(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
+                input_ids=input_ids, attention_mask=mask_in, token_type_ids=token_type_ids
+            ).last_hidden_state.float()
             if mode == "cls":
                 return hidden[:, 0]
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
+    return Pooled().eval()
+
+
+def _takes_additive_mask(transformer, mode: str, example) -> bool:
+    """Whether the model reads a (batch, 1, 1, length) additive mask as it reads its 2-D padding mask.
+
+    Models whose code does not pass a 4-D mask through as given (or rejects it) keep the 2-D mask.
+    """
+    import torch
+
+    try:
+        with torch.inference_mode():
+            plain = _pooled_module(transformer, mode, additive_mask=False)(**example)
+            additive = _pooled_module(transformer, mode, additive_mask=True)(**example)
+    except Exception:  # a model that rejects a 4-D mask
+        return False
+    return bool(torch.allclose(plain, additive, rtol=1e-4, atol=1e-5))
+
+
+def _convert(transformer, mode: str, example, bf16_graph: bool):
+    """The transformer and its pooling as one OpenVINO model, traced on ``example`` (dynamic shapes).
+
+    ``bf16_graph`` traces a bf16 copy, so the whole graph (residual adds and layer norms
+    too, which the CPU plugin otherwise keeps in fp32 behind a reorder each way) runs in bf16.
+    """
+    import copy
+
+    import openvino as ov
+    import torch
+
+    transformer = transformer.float().eval()
+    additive = _takes_additive_mask(transformer, mode, example)
+    if bf16_graph:
+        transformer = copy.deepcopy(transformer).to(torch.bfloat16)
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracing warns about Python branches on shapes; the graph is dynamic
-        return ov.convert_model(Pooled(), example_input=dict(example))
+        # The fp32 graph shares the model's weights (the sentence-transformers model outlives it); the bf16
+        # copy is freed on return, so its graph must own its weights or it reads freed memory.
+        return ov.convert_model(
+            _pooled_module(transformer, mode, additive),
+            example_input=dict(example),
+            share_weights=not bf16_graph,
+        )
 
 
 def _compress_weights_to_int8(converted):

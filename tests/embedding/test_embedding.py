@@ -85,9 +85,10 @@ def test_openvino_vectors_match_torch_fp32(fp32_encoder, backend, precision):
     cosine = np.sum(reference * fast, axis=1)
     assert cosine.mean() >= 0.999 and cosine.min() >= 0.995
     if backend == "openvino-int8":
-        assert cosine.mean() < 0.9999  # int8 really ran: bf16 and f32 sit above 0.99995
+        assert cosine.mean() < 0.9998  # int8 really ran (~0.9995): bf16 and f32 sit above 0.9999
     else:
-        assert cosine.mean() >= 0.99995
+        # The whole graph in bf16 (residuals and layer norms too): ~0.99994 on these texts.
+        assert cosine.mean() >= (0.9999 if precision == "bfloat16" else 0.99995)
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     query = fp32_encoder.encode_query("When does an IPO lock-up period expire?")
     fast_query = encoder.encode_query("When does an IPO lock-up period expire?")

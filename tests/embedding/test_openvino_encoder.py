@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -23,10 +25,10 @@ def sentence_model():
 
 
 def test_bulk_lengths_are_a_few_steps_none_past_the_window():
-    assert bulk_lengths(256) == [64, 128, 192, 256]
-    assert bulk_lengths(8192) == [64, 128, 192, 256]  # a long window: longer batches stay dynamic
-    assert bulk_lengths(128) == [64, 128]
-    assert bulk_lengths(100) == [64, 100]
+    assert bulk_lengths(256) == [64, 96, 128, 160, 192, 224, 256]
+    assert bulk_lengths(8192) == [64, 96, 128, 160, 192, 224, 256]  # a long window: longer batches stay dynamic
+    assert bulk_lengths(128) == [64, 96, 128]
+    assert bulk_lengths(100) == [64, 96, 100]
 
 
 @pytest.mark.parametrize(
@@ -76,3 +78,57 @@ def test_bulk_batches_are_cut_from_texts_sorted_by_tokens():
     assert seen == sorted(seen) and sorted(i for batch in batches for i in batch) == list(range(len(texts)))
     by_chars = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     assert [tokens[i] for i in by_chars] != sorted(tokens)  # the two orders really differ here
+
+
+def test_the_bf16_graph_owns_its_weights_once_the_copy_it_was_traced_from_is_freed(sentence_model):
+    encoder = OpenVinoEncoder(sentence_model, "bf16")
+    gc.collect()
+    # Memory the freed bf16 copy held is handed out again and overwritten: a graph still pointing at it
+    # would read these values (or crash) instead of the model's weights.
+    junk = [torch.full((512, 1024), 7.0, dtype=torch.bfloat16) for _ in range(96)]
+    vectors = encoder.encode(TEXTS)
+    reference = sentence_model.encode(TEXTS, convert_to_numpy=True, normalize_embeddings=False)
+    cosine = np.sum(reference * vectors, axis=1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(vectors, axis=1)
+    assert len(junk) == 96 and cosine.min() >= 0.9999
+
+
+def _tiny(kind):
+    import transformers
+
+    torch.manual_seed(0)
+    if kind == "bert":
+        config = transformers.BertConfig(
+            vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48
+        )
+        return transformers.BertModel(config).eval()
+    config = transformers.Qwen3Config(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        head_dim=16, intermediate_size=48,
+    )  # fmt: skip
+    return transformers.Qwen3Model(config).eval()
+
+
+PADDED = {
+    "input_ids": torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]]),
+    "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]),
+}
+
+
+@pytest.mark.parametrize("kind,additive", [("bert", True), ("qwen3", False)])
+def test_the_padding_mask_goes_in_as_a_bias_only_where_the_model_reads_it_as_its_own(kind, additive):
+    # A causal model given a (batch, 1, 1, L) bias would attend to later tokens: it keeps its 2-D mask.
+    assert openvino_encoder._takes_additive_mask(_tiny(kind), "mean", PADDED) is additive
+
+
+def test_a_graph_traced_with_the_bias_pools_the_padded_batch_as_the_model_does():
+    import openvino as ov
+
+    model = _tiny("bert")
+    converted = openvino_encoder._convert(model, "mean", PADDED, bf16_graph=False)
+    compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    with torch.inference_mode():
+        hidden = model(**PADDED).last_hidden_state
+    mask = PADDED["attention_mask"].unsqueeze(-1).float()
+    reference = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+    vectors = compiled({name: PADDED[name].numpy() for name in ("input_ids", "attention_mask")})[0]
+    assert np.allclose(vectors, reference, atol=1e-4)
