@@ -44,7 +44,7 @@ class BiEncoderLoadError(ExplorerError):
 def auto_backend(device: str, requested_dtype: str) -> str:
     """The fastest path measured for this machine; float32 or float16 asked for by name keeps torch.
 
-    On a CPU that is OpenVINO: in bf16 where the CPU has native bf16 (cosine 0.99998 to fp32), else in f32
+    On a CPU that is OpenVINO: in bf16 where the CPU has native bf16 (cosine 0.99994 to fp32), else in f32
     (the same vectors, 1.4x torch fp32). Never int8: its vectors are at a cosine of 0.9992 to fp32, but
     moved medline's NDCG@10 by +0.0067, past the 0.005 the project allows a path it picks by itself.
     Figures: docs/performance.md.

@@ -25,15 +25,19 @@ SUPPORTED_POOLING = ("mean", "cls")
 INT8_GROUP_SIZE = 64
 # The bulk batch (BiEncoder.batch_size on OpenVINO) and the padded lengths it gets a static-shape model
 # for. Each costs a compile (~0.2 s, the first time it is needed) and its own packed weights and buffers
-# (~45 MB for MiniLM): 32 tokens apart ran 5-6% faster than 64 apart (16 apart no faster than 32, at
-# twice the memory), and only models whose seven copies fit ~0.6 GB get them; a longer batch runs on
-# the dynamic-shape model at its own length.
+# (~45 MB for MiniLM in bf16): 32 tokens apart ran 5-6% faster than 64 apart (16 apart no faster than
+# 32, at twice the memory), and only models whose seven copies fit ~0.6 GB in bf16 (~1.1 GB in f32) get
+# them; a longer batch runs on the dynamic-shape model at its own length.
 BULK_BATCH = 16
 BULK_LENGTHS = (64, 96, 128, 160, 192, 224, 256)
 STATIC_SHAPES_MAX_PARAMS = 40_000_000
 MIN_STATIC_LONGEST = 32
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EXAMPLE_TEXTS = ["an example sentence", "another, somewhat longer example sentence"]
+# The additive-mask check pads a short text against one this long (cut at the model's window): longer
+# than the local window of sliding-window encoders (ModernBERT: 128), which a bias would silently widen.
+MASK_CHECK_TOKENS = 512
+MASK_CHECK_TEXT = "the quick brown fox jumps over the lazy dog near the river bank " * 64
 
 
 def bulk_lengths(max_length: int) -> list[int]:
@@ -81,8 +85,15 @@ class OpenVinoEncoder:
         # differ from the fp32 graph's at bf16 precision: the embedding cache keys on ``graph_dtype``.
         bf16_graph = precision == "bf16" and not int8_weights
         self.graph_dtype = "bfloat16" if bf16_graph else "float32"
-        converted = _convert(model[0].auto_model, mode, example, bf16_graph)
-        # A port can carry a tracer's name beside the argument's: the argument's is the one fed by.
+        mask_example = self.tokenizer(
+            [EXAMPLE_TEXTS[0], MASK_CHECK_TEXT],
+            padding=True,
+            truncation=True,
+            max_length=min(self.max_length, MASK_CHECK_TOKENS),
+            return_tensors="pt",
+        )
+        converted = _convert(model[0].auto_model, mode, example, bf16_graph, mask_example)
+        # A port can carry the tracer's name beside the argument's: ``_feed`` keys by the argument's.
         self.inputs = [next(n for n in MODEL_INPUTS if n in port.get_names()) for port in converted.inputs]
         # LATENCY: one request uses every core, which is how the app embeds (one batch at a time).
         config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
@@ -181,10 +192,11 @@ def _pooled_module(transformer, mode: str, additive_mask: bool):
             if additive_mask:
                 # One bias row per text, broadcast over the queries: OpenVINO's fused attention adds it
                 # where the (L, L) boolean mask the model would build costs a select per score (~10% of
-                # the attention). A finite minimum, not -inf, so no row can turn into NaNs.
+                # the attention). Filled, not multiplied, with bf16's finite minimum: exact in bf16 and
+                # f32 alike, so no 0 * -inf can turn a score into NaN at any inference precision.
                 dtype = next(self.transformer.parameters()).dtype
-                keep = attention_mask[:, None, None, :].to(dtype)
-                mask_in = (1.0 - keep) * torch.finfo(dtype).min
+                padding = attention_mask[:, None, None, :] == 0
+                mask_in = torch.zeros_like(padding, dtype=dtype).masked_fill(padding, torch.finfo(torch.bfloat16).min)
             hidden = self.transformer(
                 input_ids=input_ids, attention_mask=mask_in, token_type_ids=token_type_ids
             ).last_hidden_state.float()
@@ -199,20 +211,21 @@ def _pooled_module(transformer, mode: str, additive_mask: bool):
 def _takes_additive_mask(transformer, mode: str, example) -> bool:
     """Whether the model reads a (batch, 1, 1, length) additive mask as it reads its 2-D padding mask.
 
-    Models whose code does not pass a 4-D mask through as given (or rejects it) keep the 2-D mask.
+    ``example``: a short text padded against a long one. Models that would read the bias otherwise
+    (causal ones, sliding windows built into the mask) or reject it keep the 2-D mask.
     """
     import torch
 
-    try:
-        with torch.inference_mode():
-            plain = _pooled_module(transformer, mode, additive_mask=False)(**example)
+    with torch.inference_mode():
+        plain = _pooled_module(transformer, mode, additive_mask=False)(**example)
+        try:
             additive = _pooled_module(transformer, mode, additive_mask=True)(**example)
-    except Exception:  # a model that rejects a 4-D mask
-        return False
+        except Exception:  # a model that rejects a 4-D mask
+            return False
     return bool(torch.allclose(plain, additive, rtol=1e-4, atol=1e-5))
 
 
-def _convert(transformer, mode: str, example, bf16_graph: bool):
+def _convert(transformer, mode: str, example, bf16_graph: bool, mask_example):
     """The transformer and its pooling as one OpenVINO model, traced on ``example`` (dynamic shapes).
 
     ``bf16_graph`` traces a bf16 copy, so the whole graph (residual adds and layer norms
@@ -224,7 +237,7 @@ def _convert(transformer, mode: str, example, bf16_graph: bool):
     import torch
 
     transformer = transformer.float().eval()
-    additive = _takes_additive_mask(transformer, mode, example)
+    additive = _takes_additive_mask(transformer, mode, mask_example)
     if bf16_graph:
         transformer = copy.deepcopy(transformer).to(torch.bfloat16)
     with torch.inference_mode(), warnings.catch_warnings():

@@ -96,15 +96,16 @@ def _tiny(kind):
     import transformers
 
     torch.manual_seed(0)
+    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 48}
     if kind == "bert":
-        config = transformers.BertConfig(
-            vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48
-        )
-        return transformers.BertModel(config).eval()
-    config = transformers.Qwen3Config(
-        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-        head_dim=16, intermediate_size=48,
-    )  # fmt: skip
+        return transformers.BertModel(transformers.BertConfig(vocab_size=64, **sizes)).eval()
+    if kind == "modernbert":  # every other layer attends within 8 tokens, set by the mask it builds
+        config = transformers.ModernBertConfig(
+            vocab_size=64, local_attention=8, global_attn_every_n_layers=2,
+            pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2, **sizes,
+        )  # fmt: skip
+        return transformers.ModernBertModel(config).eval()
+    config = transformers.Qwen3Config(vocab_size=64, num_key_value_heads=1, head_dim=16, **sizes)
     return transformers.Qwen3Model(config).eval()
 
 
@@ -114,17 +115,31 @@ PADDED = {
 }
 
 
-@pytest.mark.parametrize("kind,additive", [("bert", True), ("qwen3", False)])
+LONG_PADDED = {
+    "input_ids": torch.tensor([[5 + i % 50 for i in range(40)], [5, 6, 7] + [0] * 37]),
+    "attention_mask": torch.tensor([[1] * 40, [1, 1, 1] + [0] * 37]),
+}
+
+
+@pytest.mark.parametrize("kind,additive", [("bert", True), ("qwen3", False), ("modernbert", False)])
 def test_the_padding_mask_goes_in_as_a_bias_only_where_the_model_reads_it_as_its_own(kind, additive):
-    # A causal model given a (batch, 1, 1, L) bias would attend to later tokens: it keeps its 2-D mask.
-    assert openvino_encoder._takes_additive_mask(_tiny(kind), "mean", PADDED) is additive
+    # A causal model given a (batch, 1, 1, L) bias would attend to later tokens, a sliding-window one
+    # past its window: both keep their 2-D mask.
+    assert openvino_encoder._takes_additive_mask(_tiny(kind), "mean", LONG_PADDED) is additive
+
+
+def test_the_mask_check_needs_texts_longer_than_a_sliding_window():
+    # Within its 8-token window the bias reads the same: why the encoder checks on a long text.
+    assert openvino_encoder._takes_additive_mask(_tiny("modernbert"), "mean", PADDED)
+    assert openvino_encoder.MASK_CHECK_TOKENS > 128  # ModernBERT's own local window
 
 
 def test_a_graph_traced_with_the_bias_pools_the_padded_batch_as_the_model_does():
     import openvino as ov
 
     model = _tiny("bert")
-    converted = openvino_encoder._convert(model, "mean", PADDED, bf16_graph=False)
+    assert openvino_encoder._takes_additive_mask(model, "mean", LONG_PADDED)  # so the graph takes the bias
+    converted = openvino_encoder._convert(model, "mean", PADDED, bf16_graph=False, mask_example=LONG_PADDED)
     compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     with torch.inference_mode():
         hidden = model(**PADDED).last_hidden_state
