@@ -118,6 +118,10 @@ class BiEncoder:
                     raise BiEncoderLoadError(f"bi-encoder {model_id} cannot run on {backend}: {exc}") from exc
                 if bf16_cpu:
                     self.model = self.model.to(torch.bfloat16)
+        if self._openvino is not None and self._openvino.graph_dtype == "bfloat16":
+            # The bf16 graph owns a copy of the weights; torch's fp32 ones would only take memory (90 MB for
+            # MiniLM, 1.3 GB for a large model). Left on the meta device, any use of them fails loudly.
+            self.model[0].auto_model.to_empty(device="meta")
         if self._openvino is None and bf16_cpu:
             # oneDNN builds a bf16 kernel per input shape; lengths padded to multiples of 32 need far
             # fewer of them, which is what a first pass over new documents pays for.

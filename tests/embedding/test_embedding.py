@@ -89,6 +89,10 @@ def test_openvino_vectors_match_torch_fp32(fp32_encoder, backend, precision):
     else:
         # The whole graph in bf16 (residuals and layer norms too): ~0.99994 on these texts.
         assert cosine.mean() >= (0.9999 if precision == "bfloat16" else 0.99995)
+    # The bf16 graph owns its weights: torch's are released; the f32 graph shares them, so they stay.
+    released = all(p.is_meta for p in encoder.model[0].auto_model.parameters())
+    assert released == (encoder.cache_key.endswith("@openvino-bf16-graph"))
+    assert released == (backend == "openvino" and precision == "bfloat16" and cpu_has_native_bf16())
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     query = fp32_encoder.encode_query("When does an IPO lock-up period expire?")
     fast_query = encoder.encode_query("When does an IPO lock-up period expire?")
