@@ -1,9 +1,12 @@
 """``python -m core bench-embed``: our embedding path against plain sentence-transformers fp32, one run.
 
-Both embed the same documents (truncated at the model's window by both) on the same machine, one after
-the other, after a warm-up each; the report gives docs/s, the speedup and how close our vectors are to
-the fp32 ones (cosine per document). It also says how close each side runs to this CPU's matmul
-peak (useful GFLOP/s over a timed torch matmul per precision), which bounds what any runtime can gain.
+Both embed the same documents (truncated at the model's window by both) on the same machine. Our path's
+first pass is timed on its own (what a first upload costs: static shapes compiled and first run);
+then, after a warm pass of the baseline, the two take turns for a few rounds, so that the machine's
+drift (the baseline's docs/s moved 42-48 between runs on one quiet Xeon) lands on both sides; the
+speedup is the median of the rounds' own ratios. The report also says how close our vectors are to the
+fp32 ones (cosine per document) and how close each side runs to this CPU's matmul peak (useful GFLOP/s
+over a timed torch matmul per precision), which bounds what any runtime can gain.
 """
 
 from __future__ import annotations
@@ -35,25 +38,33 @@ def load_texts(dataset: Path, docs: int) -> list[str]:
 
 
 def bench_embed(
-    dataset: Path, docs: int = 400, model_id: str = DEFAULT_BI_ENCODER, dtype: str = "auto", backend: str = "auto"
+    dataset: Path,
+    docs: int = 400,
+    model_id: str = DEFAULT_BI_ENCODER,
+    dtype: str = "auto",
+    backend: str = "auto",
+    rounds: int = 3,
 ) -> dict:
     from sentence_transformers import SentenceTransformer
 
     texts = load_texts(dataset, docs)
     baseline = SentenceTransformer(resolve_bi_encoder_path(model_id), device="cpu")
-    baseline.encode(texts[:16], batch_size=BASELINE_BATCH)
-    started = time.perf_counter()
-    reference = baseline.encode(texts, batch_size=BASELINE_BATCH, normalize_embeddings=True, convert_to_numpy=True)
-    baseline_seconds = time.perf_counter() - started
-
     engine = BiEncoder(model_id, device="cpu", dtype=dtype, backend=backend)
-    started = time.perf_counter()
-    engine.compile_bulk_shapes()
-    compile_seconds = time.perf_counter() - started
-    engine.encode(texts[:16])
-    started = time.perf_counter()
-    ours = engine.encode(texts)
-    engine_seconds = time.perf_counter() - started
+    engine.encode(texts[:1])  # a query-sized call: what the app runs before anything is uploaded
+    first_pass_seconds, _ = _timed(lambda: engine.encode(texts))
+
+    def baseline_pass():
+        return baseline.encode(texts, batch_size=BASELINE_BATCH, normalize_embeddings=True, convert_to_numpy=True)
+
+    baseline_pass()  # its warm-up: the engine's was its first pass
+    baseline_seconds, engine_seconds = [], []
+    for _ in range(max(1, rounds)):
+        seconds, reference = _timed(baseline_pass)
+        baseline_seconds.append(seconds)
+        seconds, ours = _timed(lambda: engine.encode(texts))
+        engine_seconds.append(seconds)
+    ratios = [b / e for b, e in zip(baseline_seconds, engine_seconds)]
+    baseline_median, engine_median = float(np.median(baseline_seconds)), float(np.median(engine_seconds))
 
     cosine = np.sum(reference * ours, axis=1)  # both unit length
     token_ids = baseline.tokenizer(texts, truncation=True, max_length=baseline.max_seq_length)["input_ids"]
@@ -63,25 +74,27 @@ def bench_embed(
         "dataset": str(dataset),
         "docs": len(texts),
         "model": model_id,
+        "rounds": len(ratios),
         "baseline": {
-            "docs_per_s": len(texts) / baseline_seconds,
+            "docs_per_s": len(texts) / baseline_median,
             "seconds": baseline_seconds,
             "path": f"sentence-transformers fp32, batch {BASELINE_BATCH}",
         },
         "engine": {
-            "docs_per_s": len(texts) / engine_seconds,
+            "docs_per_s": len(texts) / engine_median,
             "seconds": engine_seconds,
+            "first_pass_seconds": first_pass_seconds,
             "path": engine.path,
-            "static_shape_compile_seconds": compile_seconds,
         },
-        "speedup": baseline_seconds / engine_seconds,
+        "speedup": float(np.median(ratios)),
+        "speedup_per_round": ratios,
         "mean_cosine_to_fp32": float(cosine.mean()),
         "min_cosine_to_fp32": float(cosine.min()),
         "compute": {
             "tokens": int(sum(lengths)),
             "gflop": gflop,
-            "baseline_gflop_per_s": gflop / baseline_seconds,
-            "engine_gflop_per_s": gflop / engine_seconds,
+            "baseline_gflop_per_s": gflop / baseline_median,
+            "engine_gflop_per_s": gflop / engine_median,
             "matmul_peak_gflop_per_s": {
                 name: matmul_peak_gflop_per_s(torch_dtype)
                 for name, torch_dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
@@ -89,6 +102,12 @@ def bench_embed(
             },
         },
     }
+
+
+def _timed(run) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = run()
+    return time.perf_counter() - started, result
 
 
 def encoder_flops(config, lengths: list[int]) -> float:

@@ -161,12 +161,6 @@ class BiEncoder:
         self.path = f"{self.device} · {engine}{self.dtype}{native}"
         return precision
 
-    def compile_bulk_shapes(self) -> None:
-        """Compile OpenVINO's static-shape models for full bulk batches now rather than as first needed
-        (a benchmark's warm-up); nothing to do on torch."""
-        if self._openvino is not None:
-            self._openvino.compile_bulk_shapes()
-
     @property
     def tokenizer(self):
         """The model's fast tokenizer as a ``tokenizers.Tokenizer``, which the chunker counts with."""

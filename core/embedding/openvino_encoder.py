@@ -151,11 +151,6 @@ class OpenVinoEncoder:
         arrays = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         return {name: arrays[name] for name in self.inputs}
 
-    def compile_bulk_shapes(self) -> None:
-        """Compile every bulk shape now (a benchmark's warm-up) rather than when first needed."""
-        for length in self.bulk_lengths:
-            self._static_model(length)
-
     @property
     def static_lengths(self) -> list[int]:
         """The padded lengths whose static-shape model is compiled."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -27,8 +29,16 @@ def test_encoder_flops_equal_torch_flop_counter(length):
 
 
 def test_a_short_run_reports_consistent_figures():
-    report = bench_embed(SHARED_DATASETS / "medline", docs=12, backend="openvino")
+    report = bench_embed(SHARED_DATASETS / "medline", docs=12, backend="openvino", rounds=2)
     assert report["docs"] == 12 and "OpenVINO" in report["engine"]["path"]
+    assert report["rounds"] == 2 and len(report["baseline"]["seconds"]) == len(report["engine"]["seconds"]) == 2
+    ratios = report["speedup_per_round"]
+    assert min(ratios) <= report["speedup"] <= max(ratios)
+    assert ratios == [b / e for b, e in zip(report["baseline"]["seconds"], report["engine"]["seconds"])]
+    # The docs/s are each side's median pass; the first pass is timed apart from the rounds.
+    for side in ("baseline", "engine"):
+        assert report[side]["docs_per_s"] == pytest.approx(12 / statistics.median(report[side]["seconds"]))
+    assert report["engine"]["first_pass_seconds"] > 0
     assert report["mean_cosine_to_fp32"] >= 0.999 and report["min_cosine_to_fp32"] <= report["mean_cosine_to_fp32"]
     compute = report["compute"]
     assert 12 * 20 < compute["tokens"] <= 12 * 256  # abstracts, cut at the model's 256-token window

@@ -63,7 +63,6 @@ def test_short_batches_and_large_models_keep_the_dynamic_shape(sentence_model, m
     monkeypatch.setattr(openvino_encoder, "STATIC_SHAPES_MAX_PARAMS", 1000)
     large = OpenVinoEncoder(sentence_model, "bf16")
     large.encode(TEXTS)
-    large.compile_bulk_shapes()
     assert large.bulk_lengths == [] and large.batches_on_static == 0 and large.static_lengths == []
 
 
