@@ -57,12 +57,7 @@ def bench_embed(
         return baseline.encode(texts, batch_size=BASELINE_BATCH, normalize_embeddings=True, convert_to_numpy=True)
 
     baseline_pass()  # its warm-up: the engine's was its first pass
-    baseline_seconds, engine_seconds = [], []
-    for _ in range(max(1, rounds)):
-        seconds, reference = _timed(baseline_pass)
-        baseline_seconds.append(seconds)
-        seconds, ours = _timed(lambda: engine.encode(texts))
-        engine_seconds.append(seconds)
+    baseline_seconds, engine_seconds, reference, ours = _take_turns(baseline_pass, lambda: engine.encode(texts), rounds)
     ratios = [b / e for b, e in zip(baseline_seconds, engine_seconds)]
     baseline_median, engine_median = float(np.median(baseline_seconds)), float(np.median(engine_seconds))
 
@@ -95,12 +90,27 @@ def bench_embed(
             "gflop": gflop,
             "baseline_gflop_per_s": gflop / baseline_median,
             "engine_gflop_per_s": gflop / engine_median,
-            "matmul_peak_gflop_per_s": {
-                name: matmul_peak_gflop_per_s(torch_dtype)
-                for name, torch_dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
-                if torch_dtype == torch.float32 or cpu_has_native_bf16()
-            },
+            "matmul_peak_gflop_per_s": _matmul_peaks(),
         },
+    }
+
+
+def _take_turns(baseline_pass, engine_pass, rounds: int) -> tuple[list[float], list[float], object, object]:
+    """Each side's seconds per round, taken in turn, and each side's last vectors."""
+    baseline_seconds, engine_seconds = [], []
+    for _ in range(max(1, rounds)):
+        seconds, reference = _timed(baseline_pass)
+        baseline_seconds.append(seconds)
+        seconds, ours = _timed(engine_pass)
+        engine_seconds.append(seconds)
+    return baseline_seconds, engine_seconds, reference, ours
+
+
+def _matmul_peaks() -> dict[str, float]:
+    return {
+        name: matmul_peak_gflop_per_s(torch_dtype)
+        for name, torch_dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
+        if torch_dtype == torch.float32 or cpu_has_native_bf16()
     }
 
 

@@ -191,12 +191,13 @@ class BiEncoder:
             window, tokenized = self._sorted_window(
                 texts, order[window_start : window_start + SORT_WINDOW], default, priority
             )
+            if tokenized:
+                # Outside any turn: a search meanwhile runs on the dynamic-shape model beside the compiles.
+                size = self._batch_size(batch_size, default, priority)
+                self._openvino.prepare([[ids for _, ids in window[i : i + size]] for i in range(0, len(window), size)])
             start = 0
             while start < len(window):
-                size = default
-                # While people search, bulk batches shrink: a search waits for one short batch at most.
-                if batch_size is None and priority == BULK and self._turns.interactive_within(SEARCHES_RECENT_S):
-                    size = min(default, BATCH_WHILE_SEARCHING)
+                size = self._batch_size(batch_size, default, priority)
                 positions = [i for i, _ in window[start : start + size]]
                 items = [item for _, item in window[start : start + size]]
                 batch = self._embed_batch(items, tokenized, size, priority)
@@ -210,6 +211,12 @@ class BiEncoder:
                 if progress:
                     progress(done, len(texts), done / max(time.perf_counter() - started, 1e-9))
         return vectors
+
+    def _batch_size(self, asked: int | None, default: int, priority: int) -> int:
+        # While people search, bulk batches shrink: a search waits for one short batch at most.
+        if asked is None and priority == BULK and self._turns.interactive_within(SEARCHES_RECENT_S):
+            return min(default, BATCH_WHILE_SEARCHING)
+        return default
 
     def _sorted_window(
         self, texts: list[str], window: list[int], batch: int, priority: int

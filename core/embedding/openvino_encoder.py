@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -32,6 +33,8 @@ BULK_BATCH = 16
 BULK_LENGTHS = (64, 96, 128, 160, 192, 224, 256)
 STATIC_SHAPES_MAX_PARAMS = 40_000_000
 MIN_STATIC_LONGEST = 32
+# Static shapes compiled at once before a bulk pass (each compile uses one core).
+COMPILE_THREADS = 2
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EXAMPLE_TEXTS = ["an example sentence", "another, somewhat longer example sentence"]
 # The additive-mask check pads a short text against one this long (cut at the model's window): longer
@@ -106,9 +109,11 @@ class OpenVinoEncoder:
         self.bulk_lengths = bulk_lengths(self.max_length) if small else []
         self._pad_id = self.tokenizer.pad_token_id or 0
         self._pad_left = self.tokenizer.padding_side == "left"
-        # Padded length -> the model compiled for (BULK_BATCH, length), or None where that compile failed.
+        # Padded length -> the model compiled for (BULK_BATCH, length), or None where that compile failed;
+        # a lock per length, so that two lengths compile at once but no length twice.
         self._static: dict[int, object] = {}
         self._static_lock = threading.Lock()
+        self._length_locks: dict[int, threading.Lock] = {}
         # Batches run on a static-shape model so far: the tests read it.
         self.batches_on_static = 0
 
@@ -127,11 +132,8 @@ class OpenVinoEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         longest = max(len(row) for row in ids)
         length, compiled = longest, self._compiled
-        # Short batches (queries, titles) keep their own length: padded to the first step they would do
-        # several times the work that a static shape saves.
-        fits = longest > MIN_STATIC_LONGEST
-        bucket = next((n for n in self.bulk_lengths if n >= longest), None) if fits else None
-        if len(ids) == BULK_BATCH and bucket is not None:
+        bucket = self._bucket(ids)
+        if bucket is not None:
             # Waited for (once per length) rather than run meanwhile on the dynamic model: a batch's
             # vectors must not depend on how far a compile had got.
             static = self._static_model(bucket)
@@ -151,6 +153,27 @@ class OpenVinoEncoder:
         arrays = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         return {name: arrays[name] for name in self.inputs}
 
+    def _bucket(self, ids: list[list[int]]) -> int | None:
+        """The static length a batch runs at, or None where it runs on the dynamic-shape model."""
+        longest = max((len(row) for row in ids), default=0)
+        # Short batches (queries, titles) keep their own length: padded to the first step they would do
+        # several times the work that a static shape saves.
+        if len(ids) != BULK_BATCH or longest <= MIN_STATIC_LONGEST:
+            return None
+        return next((n for n in self.bulk_lengths if n >= longest), None)
+
+    def prepare(self, batches: list[list[list[int]]]) -> None:
+        """Compile the static shapes these batches will run on, ``COMPILE_THREADS`` at a time.
+
+        Each compile is single-threaded (~0.2 s for MiniLM): a first upload that needs several lengths
+        waits for them side by side rather than one after another at the batch that first needs each.
+        """
+        with self._static_lock:
+            missing = sorted({self._bucket(batch) for batch in batches} - {None} - set(self._static))
+        if len(missing) > 1:
+            with ThreadPoolExecutor(COMPILE_THREADS, thread_name_prefix="openvino-compile") as pool:
+                list(pool.map(self._static_model, missing))
+
     @property
     def static_lengths(self) -> list[int]:
         """The padded lengths whose static-shape model is compiled."""
@@ -159,9 +182,15 @@ class OpenVinoEncoder:
 
     def _static_model(self, length: int):
         with self._static_lock:
-            if length not in self._static:
-                self._static[length] = self._compile_static(length)
-            return self._static[length]
+            length_lock = self._length_locks.setdefault(length, threading.Lock())
+        with length_lock:
+            with self._static_lock:
+                if length in self._static:
+                    return self._static[length]
+            compiled = self._compile_static(length)
+            with self._static_lock:
+                self._static[length] = compiled
+            return compiled
 
     def _compile_static(self, length: int):
         try:

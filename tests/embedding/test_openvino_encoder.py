@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 
 import numpy as np
 import pytest
@@ -53,6 +54,44 @@ def test_a_full_batch_runs_on_its_static_shape_with_the_vectors_of_the_fp32_mode
     assert encoder.batches_on_static == 1
     assert np.allclose(partial, full[:-1], atol=batch_tolerance * np.max(np.abs(full)))
     assert encoder.encode_ids([]).shape == (0, encoder.dim)
+
+
+def _batch_of(tokens: int) -> list[list[int]]:
+    return [[101] + [2000 + row] * (tokens - 2) + [102] for row in range(BULK_BATCH)]
+
+
+def test_prepare_compiles_each_length_a_batch_needs_once_even_from_two_threads(sentence_model):
+    encoder = OpenVinoEncoder(sentence_model, "bf16")
+    compiled: list[int] = []
+    compile_static = encoder._compile_static
+
+    def counted(length):
+        compiled.append(length)
+        return compile_static(length)
+
+    encoder._compile_static = counted
+    short, long = _batch_of(50), _batch_of(120)  # padded to 64 and 128; a partial batch stays dynamic
+    batches = [short, long, long, long[:3], [row[:10] for row in short]]
+    threads = [threading.Thread(target=encoder.prepare, args=(batches,)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(compiled) == [64, 128] and encoder.static_lengths == [64, 128]
+    prepared = encoder.encode_ids(long)
+    encoder.prepare([short, long])
+    assert encoder.batches_on_static == 1 and len(compiled) == 2
+    # Compiled side by side or when first needed: the same model, the same vectors.
+    lazy = OpenVinoEncoder(sentence_model, "bf16")
+    assert np.array_equal(lazy.encode_ids(long), prepared) and lazy.static_lengths == [128]
+
+
+def test_a_bulk_pass_has_every_length_it_needs_compiled_before_its_first_batch():
+    encoder = BiEncoder(device="cpu", dtype="bfloat16", backend="openvino")
+    texts = [" ".join(["word"] * n) for n in (40, 100, 180) for _ in range(BULK_BATCH)]
+    seen: list[list[int]] = []
+    encoder.encode(texts, on_batch=lambda positions, _: seen.append(encoder._openvino.static_lengths))
+    assert seen[0] == [64, 128, 192] and encoder._openvino.batches_on_static == 3
 
 
 def test_short_batches_and_large_models_keep_the_dynamic_shape(sentence_model, monkeypatch):
