@@ -127,7 +127,10 @@ def _bench_commands(commands) -> None:
     )
     bench.add_argument("--docs", type=int, default=400)
     bench.add_argument(
-        "--rounds", type=int, default=3, help="timed passes each side takes in turn (the speedup is their median)"
+        "--rounds",
+        type=int,
+        default=3,
+        help="timed passes each side takes in turn (≥ 1; the speedup: their ratios' median)",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     _common(bench)
@@ -317,6 +320,9 @@ def _bench_embed(args, settings) -> int:
 
     if not (args.dataset / "corpus.jsonl").is_file():
         print(f"error: {args.dataset} has no corpus.jsonl", file=sys.stderr)
+        return 2
+    if args.rounds < 1:
+        print(f"error: --rounds must be at least 1, got {args.rounds}", file=sys.stderr)
         return 2
     report = bench_embed(
         args.dataset, args.docs, settings.bi_encoder, settings.dtype, settings.embed_backend, args.rounds

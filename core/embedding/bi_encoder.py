@@ -192,7 +192,8 @@ class BiEncoder:
                 texts, order[window_start : window_start + SORT_WINDOW], default, priority
             )
             if tokenized:
-                # Outside any turn: a search meanwhile runs on the dynamic-shape model beside the compiles.
+                # Outside any turn: a search meanwhile runs on the dynamic-shape model beside the compiles
+                # (another bulk pass that needs one of those lengths waits for it).
                 size = self._batch_size(batch_size, default, priority)
                 self._openvino.prepare([[ids for _, ids in window[i : i + size]] for i in range(0, len(window), size)])
             start = 0

@@ -168,9 +168,12 @@ class OpenVinoEncoder:
         Each compile is single-threaded (~0.2 s for MiniLM): a first upload that needs several lengths
         waits for them side by side rather than one after another at the batch that first needs each.
         """
+        needed = {self._bucket(batch) for batch in batches} - {None}
         with self._static_lock:
-            missing = sorted({self._bucket(batch) for batch in batches} - {None} - set(self._static))
-        if len(missing) > 1:
+            missing = sorted(needed - set(self._static))
+        if len(missing) == 1:
+            self._static_model(missing[0])
+        elif missing:
             with ThreadPoolExecutor(COMPILE_THREADS, thread_name_prefix="openvino-compile") as pool:
                 list(pool.map(self._static_model, missing))
 

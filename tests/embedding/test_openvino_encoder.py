@@ -64,9 +64,12 @@ def test_prepare_compiles_each_length_a_batch_needs_once_even_from_two_threads(s
     encoder = OpenVinoEncoder(sentence_model, "bf16")
     compiled: list[int] = []
     compile_static = encoder._compile_static
+    # The two lengths must compile at the same time: one after the other, the first would wait here alone.
+    side_by_side = threading.Barrier(2, timeout=60)
 
     def counted(length):
         compiled.append(length)
+        side_by_side.wait()
         return compile_static(length)
 
     encoder._compile_static = counted
@@ -84,6 +87,26 @@ def test_prepare_compiles_each_length_a_batch_needs_once_even_from_two_threads(s
     # Compiled side by side or when first needed: the same model, the same vectors.
     lazy = OpenVinoEncoder(sentence_model, "bf16")
     assert np.array_equal(lazy.encode_ids(long), prepared) and lazy.static_lengths == [128]
+
+
+def test_a_length_that_fails_to_compile_is_not_retried_and_its_batches_run_dynamic(sentence_model):
+    encoder = OpenVinoEncoder(sentence_model, "bf16")
+    attempts: list[int] = []
+
+    def fails(length):  # what _compile_static returns when OpenVINO rejects a shape
+        attempts.append(length)
+        return None
+
+    encoder._compile_static = fails
+    batch = _batch_of(120)
+    encoder.prepare([batch])
+    encoder.prepare([batch])
+    vectors = encoder.encode_ids(batch)
+    assert attempts == [128] and encoder.static_lengths == [] and encoder.batches_on_static == 0
+    # The dynamic-shape model's vectors: those of the static shape a working compile gives, to bf16 precision.
+    static = OpenVinoEncoder(sentence_model, "bf16").encode_ids(batch)
+    cosine = np.sum(vectors * static, axis=1) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(static, axis=1)
+    assert cosine.min() >= 0.9999
 
 
 def test_a_bulk_pass_has_every_length_it_needs_compiled_before_its_first_batch():
