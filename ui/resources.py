@@ -123,11 +123,13 @@ def workspace(settings: Settings) -> Workspace:
         st.error(f"Not loaded: {md(refusal)}.", icon="⚠️")
         st.stop()
     load = start_loading(settings)
-    if not load.done:
-        status = st.empty()
-        while not load.wait(0.25):
-            status.info(f"{md(load.step)}… ({load.seconds:.0f} s)", icon="⏳")
-        status.empty()
+    # The slot is taken on every call, loading or not, so what the page draws below it keeps its place
+    # from run to run: Streamlit overwrites the last run's elements by position, and a shifted page shows
+    # the old results (greyed) beside the new ones until the run ends.
+    status = st.empty()
+    while not load.wait(0.25):
+        status.info(f"{md(load.step)}… ({load.seconds:.0f} s)", icon="⏳")
+    status.empty()
     try:
         opened = load.result()
     except (ExplorerError, ValueError, OSError) as exc:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import html
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = str(ROOT / "app.py")
@@ -188,6 +192,47 @@ def test_a_long_reranking_is_scored_in_slices_behind_a_progress_bar_with_the_sam
     assert [r.chunk.chunk_id for r in got] == [r.chunk.chunk_id for r in expected]
     assert [r.logit for r in got] == pytest.approx([r.logit for r in expected], abs=1e-4)
     assert not sliced.get("progress")  # the bar goes once the scores are in
+
+
+def _place(at: AppTest, element) -> tuple[int, ...]:
+    """Where ``element`` sits in the page: its index in each block from the main area down (Streamlit's
+    delta path, by which a run overwrites the last run's elements)."""
+
+    def within(block: Block, path: tuple[int, ...]) -> tuple[int, ...] | None:
+        for index, child in block.children.items():
+            if child is element:
+                return (*path, index)
+            found = within(child, (*path, index)) if isinstance(child, Block) else None
+            if found:
+                return found
+        return None
+
+    found = within(at.main, ())
+    assert found is not None
+    return found
+
+
+def test_a_search_made_while_the_workspace_loads_draws_its_results_where_the_next_search_does(app_env):
+    """While a run is in flight Streamlit shows the last run's elements (greyed) until this run writes over
+    their places. A first search that waited behind a loading line and put its results one place lower than
+    the next search does showed both result sets, old and new, while the next one ran (seen in chromium)."""
+    from ui import resources
+
+    indexed = subprocess.run(
+        [sys.executable, "-m", "core", "index", str(ROOT / "data" / "demo")],
+        cwd=ROOT, env=os.environ, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert indexed.returncode == 0, indexed.stderr
+    resources._encoders.clear()  # the page's first run waits for a bi-encoder load of its own
+    at = _page("views/search.py", q=QUERY)
+    assert not at.exception
+    reranked = [h for h in at.subheader if h.value.startswith("Reranked by")]
+    assert len(reranked) == 1
+    where = _place(at, reranked[0])
+    _search(at, "What is a mutex?")
+    assert not at.exception
+    reranked = [h for h in at.subheader if h.value.startswith("Reranked by")]
+    assert len(reranked) == 1 and _place(at, reranked[0]) == where
 
 
 def test_search_page_without_loadable_reranker_keeps_bi_encoder_column(app_env, monkeypatch):
