@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import os
 import re
 import subprocess
 import sys
@@ -216,11 +215,12 @@ def test_a_search_made_while_the_workspace_loads_draws_its_results_where_the_nex
     """While a run is in flight Streamlit shows the last run's elements (greyed) until this run writes over
     their places. A first search that waited behind a loading line and put its results one place lower than
     the next search does showed both result sets, old and new, while the next one ran (seen in chromium)."""
+    from core.demo import DEMO_CORPUS
     from ui import resources
 
-    indexed = subprocess.run(
-        [sys.executable, "-m", "core", "index", str(ROOT / "data" / "demo")],
-        cwd=ROOT, env=os.environ, capture_output=True, text=True, timeout=300, check=False,
+    indexed = subprocess.run(  # in another process: this one's workspace is first opened by the page
+        [sys.executable, "-m", "core", "index", str(DEMO_CORPUS)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert indexed.returncode == 0, indexed.stderr
     resources._encoders.clear()  # the page's first run waits for a bi-encoder load of its own

@@ -183,9 +183,9 @@ def _patient_page(playwright, width: int, height: int):
 
 
 def _reranked_column_shown(page) -> None:
-    """The reranked column is on screen, and once the run ends it is there once. While a run is in
-    flight Streamlit keeps the last run's elements (greyed) until this run writes over their places, so
-    a run whose elements sit one place higher (no loading line this time) briefly shows both."""
+    """The reranked column is on screen, and once the run ends it is there once. Counted only then: while
+    a run is in flight Streamlit keeps the last run's elements (greyed) until this run writes over their
+    places (that the page keeps its places from run to run is pinned in test_app_pages)."""
     from playwright.sync_api import expect
 
     heading = page.get_by_role("heading", name="Reranked by reranker")
